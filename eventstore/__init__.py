@@ -1,0 +1,120 @@
+"""The durable event log: append, read, subscribe; LMDB or memory."""
+
+import logging
+
+from eventstore._clock import HLCTimestamp, VersionVector
+from eventstore._codec import EventRegistry, default_registry, register_event
+from eventstore._core import InlineProjector
+from eventstore._errors import (
+    ClockDriftError,
+    ConcurrencyError,
+    DamagedRecordError,
+    EventStoreError,
+    ForkedProcessError,
+    NotAStoreError,
+    ReadOnlyStoreError,
+    StoreClosedError,
+    StoreNotFoundError,
+    UnknownSchemaVersionError,
+    WriterBusyError,
+)
+from eventstore._lmdb import Durability, LmdbEventStore, StoreInUseError
+from eventstore._memory import MemoryEventStore
+from eventstore._protocol import EventStore
+from eventstore._subscription import Subscription
+from eventstore._tables import ViewReader, ViewTxn, view_table
+from eventstore._types import (
+    ANY,
+    NO_STREAM,
+    AppendedEvent,
+    AppendResult,
+    EventMetadata,
+    Expected,
+    ExpectedVersion,
+    NewEvent,
+    StoredEvent,
+    StreamInfo,
+)
+from eventstore._vocabulary import (
+    RECORD_STREAM_PREFIX,
+    WORKFLOW_STREAM_PREFIX,
+    RecordCreated,
+    RecordDeleted,
+    RecordUpdated,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowPaused,
+    WorkflowResumed,
+    WorkflowStarted,
+    WorkflowStepFailed,
+    WorkflowStepRetried,
+    WorkflowStepSkipped,
+    WorkflowStepStarted,
+    WorkflowStepSucceeded,
+    merge_patch,
+    parse_record_stream,
+    record_stream,
+    workflow_stream,
+)
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "RECORD_STREAM_PREFIX",
+    "WORKFLOW_STREAM_PREFIX",
+    "AppendResult",
+    "AppendedEvent",
+    "ClockDriftError",
+    "ConcurrencyError",
+    "DamagedRecordError",
+    "Durability",
+    "EventMetadata",
+    "EventRegistry",
+    "EventStore",
+    "EventStoreError",
+    "Expected",
+    "ExpectedVersion",
+    "ForkedProcessError",
+    "HLCTimestamp",
+    "InlineProjector",
+    "LmdbEventStore",
+    "MemoryEventStore",
+    "NewEvent",
+    "NotAStoreError",
+    "ReadOnlyStoreError",
+    "RecordCreated",
+    "RecordDeleted",
+    "RecordUpdated",
+    "StoreClosedError",
+    "StoreInUseError",
+    "StoreNotFoundError",
+    "StoredEvent",
+    "StreamInfo",
+    "Subscription",
+    "UnknownSchemaVersionError",
+    "VersionVector",
+    "ViewReader",
+    "ViewTxn",
+    "WorkflowCancelled",
+    "WorkflowCompleted",
+    "WorkflowFailed",
+    "WorkflowPaused",
+    "WorkflowResumed",
+    "WorkflowStarted",
+    "WorkflowStepFailed",
+    "WorkflowStepRetried",
+    "WorkflowStepSkipped",
+    "WorkflowStepStarted",
+    "WorkflowStepSucceeded",
+    "WriterBusyError",
+    "default_registry",
+    "merge_patch",
+    "parse_record_stream",
+    "record_stream",
+    "register_event",
+    "view_table",
+    "workflow_stream",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
