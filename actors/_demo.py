@@ -15,7 +15,7 @@ from eventstore import (
     record_stream,
 )
 
-USERS = [
+USERS: list[dict[str, str | int]] = [
     {"name": "Ada Lovelace", "email": "ada@example.com", "age": 36},
     {"name": "Grace Hopper", "email": "grace@example.com", "age": 45},
     {"name": "Alan Turing", "email": "alan@example.com", "age": 41},
@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0] if argv else "./demo-data")
     with LmdbEventStore.open(path) as store:
         for user in USERS:
-            record_id = uuid.uuid5(uuid.NAMESPACE_URL, user["email"]).hex[:12]
+            record_id = uuid.uuid5(uuid.NAMESPACE_URL, str(user["email"])).hex[:12]
             stream = record_stream("users", record_id)
             if store.stream_version(stream):
                 continue
