@@ -48,6 +48,8 @@ class EventMetadata(msgspec.Struct, frozen=True, omit_defaults=True):
         origin: The replica id where the event was first appended.
         origin_seq: Its sequence number among the origin's events.
         vector: The record's version vector after this event, where it applies.
+        context: The causal context the writer had seen (the vector it read),
+            which with the event's dot tells concurrent writes apart.
         causation_id: The id of the command or event that caused it.
         correlation_id: The id shared by everything one request caused.
         traceparent: The W3C trace context of the command that caused it.
@@ -59,6 +61,7 @@ class EventMetadata(msgspec.Struct, frozen=True, omit_defaults=True):
     origin: str | None = None
     origin_seq: int | None = None
     vector: VersionVector | None = None
+    context: VersionVector | None = None
     causation_id: str | None = None
     correlation_id: str | None = None
     traceparent: str | None = None
