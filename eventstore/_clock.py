@@ -209,9 +209,10 @@ class HybridLogicalClock:
         ahead_ms = remote.physical_ms - wall_ms
         if ahead_ms > self.max_drift_ms:
             raise ClockDriftError(
-                f"remote timestamp {remote.physical_ms}.{remote.logical} is "
-                f"{ahead_ms} ms ahead of replica {self.replica_id!r}'s wall "
-                f"clock ({wall_ms} ms); the allowed drift is {self.max_drift_ms} ms"
+                f"replica {self.replica_id!r} refuses remote timestamp "
+                f"{remote.physical_ms} ms (logical {remote.logical}): it is "
+                f"{ahead_ms} ms ahead of the local wall clock ({wall_ms} ms), "
+                f"more than the allowed drift of {self.max_drift_ms} ms"
             )
         with self._lock:
             last = self._last
