@@ -26,6 +26,25 @@ field_data = st.dictionaries(st.sampled_from(FIELDS), st.integers(0, 9))
 timestamps = st.builds(HLCTimestamp, st.integers(0, 3), st.integers(0, 2))
 
 
+def seen_context(versions: list[Version], seen: set[int] | tuple[()]) -> VersionVector:
+    """The context of a client that read ``seen``, and so all they had seen.
+
+    A reader who saw a write also saw every write its context covers: dots of
+    one replica reach others in order, with what they had seen.
+    """
+    context = VersionVector()
+    for index in seen:
+        context = context.merge(versions[index].vector)
+    while True:
+        closed = context
+        for v in versions:
+            if closed.get(v.origin) >= v.dot.counter:
+                closed = closed.merge(v.vector)
+        if closed == context:
+            return context
+        context = closed
+
+
 @st.composite
 def histories(draw: st.DrawFn, *, tombstones: bool = True) -> list[Version]:
     """Versions of one record, each written after seeing some earlier ones."""
@@ -34,9 +53,7 @@ def histories(draw: st.DrawFn, *, tombstones: bool = True) -> list[Version]:
     for _ in range(draw(st.integers(1, 6))):
         replica = draw(st.sampled_from(REPLICAS))
         seen = draw(st.sets(st.sampled_from(range(len(versions))))) if versions else ()
-        context = VersionVector()
-        for index in seen:
-            context = context.merge(versions[index].vector)
+        context = seen_context(versions, seen)
         counter = max(issued.get(replica, 0), context.get(replica)) + 1
         issued[replica] = counter
         deleted = tombstones and draw(st.integers(0, 4)) == 0
