@@ -20,6 +20,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+import eventstore
 from eventstore import (
     Dot,
     DottedVersionVector,
@@ -307,3 +308,16 @@ def test_a_sibling_set_round_trips_through_msgpack() -> None:
     raw = msgspec.msgpack.encode(state)
 
     assert msgspec.msgpack.decode(raw, type=SiblingSet[str]) == state
+
+
+def test_the_clock_names_are_exported_from_eventstore() -> None:
+    assert {
+        "Dot",
+        "DottedVersionVector",
+        "HLCTimestamp",
+        "HybridLogicalClock",
+        "Ordering",
+        "Sibling",
+        "SiblingSet",
+        "VersionVector",
+    } <= set(eventstore.__all__)
