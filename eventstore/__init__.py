@@ -2,9 +2,17 @@
 
 import logging
 
-from eventstore._clock import HLCTimestamp, VersionVector
+from eventstore._clock import (
+    DEFAULT_MAX_DRIFT_MS,
+    HLCTimestamp,
+    HybridLogicalClock,
+    Ordering,
+    VersionVector,
+    system_time_ms,
+)
 from eventstore._codec import EventRegistry, default_registry, register_event
 from eventstore._core import InlineProjector
+from eventstore._dots import Dot, DottedVersionVector, Sibling, SiblingSet
 from eventstore._errors import (
     ClockDriftError,
     ConcurrencyError,
@@ -60,6 +68,7 @@ from eventstore._vocabulary import (
 
 __all__ = [
     "ANY",
+    "DEFAULT_MAX_DRIFT_MS",
     "NO_STREAM",
     "RECORD_STREAM_PREFIX",
     "WORKFLOW_STREAM_PREFIX",
@@ -68,6 +77,8 @@ __all__ = [
     "ClockDriftError",
     "ConcurrencyError",
     "DamagedRecordError",
+    "Dot",
+    "DottedVersionVector",
     "Durability",
     "EventMetadata",
     "EventRegistry",
@@ -77,15 +88,19 @@ __all__ = [
     "ExpectedVersion",
     "ForkedProcessError",
     "HLCTimestamp",
+    "HybridLogicalClock",
     "InlineProjector",
     "LmdbEventStore",
     "MemoryEventStore",
     "NewEvent",
     "NotAStoreError",
+    "Ordering",
     "ReadOnlyStoreError",
     "RecordCreated",
     "RecordDeleted",
     "RecordUpdated",
+    "Sibling",
+    "SiblingSet",
     "StoreClosedError",
     "StoreInUseError",
     "StoreNotFoundError",
@@ -113,6 +128,7 @@ __all__ = [
     "parse_record_stream",
     "record_stream",
     "register_event",
+    "system_time_ms",
     "view_table",
     "workflow_stream",
 ]
