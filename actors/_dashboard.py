@@ -1,0 +1,409 @@
+"""The live dashboard: an aiohttp server over a store, pushing over WebSocket.
+
+Design note. One task follows the log (a subscription read in a worker
+thread, folded on the event loop), one task ticks every ``refresh_s``:
+it samples the metrics provider and pushes one encoded snapshot to every
+open WebSocket. Nothing rescans the log; a drill-down reads one execution's
+stream in a worker thread. The server binds to loopback unless given a
+token; with a token, every request must carry it (a bearer header, a
+``token`` query parameter, or the cookie the page sets), and without one
+the ``Host`` must be a loopback name, which stops DNS-rebinding pages from
+reading a local dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import importlib.resources
+import inspect
+import ipaddress
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Self
+
+import msgspec
+from aiohttp import WSCloseCode, web
+from yarl import URL
+
+from actors._dashboard_fold import DashboardState, fold_execution, metric_series
+from eventstore import EventStore, workflow_stream
+
+__all__ = ["DashboardError", "DashboardServer", "MetricsProvider"]
+
+logger = logging.getLogger(__name__)
+
+MetricsProvider = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+
+_STATIC = {
+    "app.js": "application/javascript",
+    "app.css": "text/css",
+    "index.html": "text/html",
+}
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_HISTORY_POINTS = 120
+_SEND_TIMEOUT_S = 5.0
+_FOLLOW_WAIT_S = 0.5
+
+
+class DashboardError(Exception):
+    """Raised when the dashboard cannot start as configured."""
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` names this machine's loopback interface only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _encode(value: Any) -> bytes:
+    return msgspec.json.encode(value, enc_hook=repr)
+
+
+class DashboardServer:
+    """Serves the live dashboard of one store.
+
+    Args:
+        store: The store to show; read only.
+        host: The interface to bind; loopback by default.
+        port: The port; 0 picks a free one (see :attr:`url`).
+        token: The secret every request must carry; required to bind
+            anywhere but loopback.
+        metrics: Returns a JSON-able monitoring snapshot (such as
+            ``MonitoringSystem.get_dashboard()``); may be async. Its metric
+            series (mappings with ``count`` and ``p50``/``p95``/...) are
+            charted, and a ``projections`` mapping of name to checkpoint
+            position is shown as projection lag.
+        refresh_s: How often the page is pushed a new snapshot.
+        window_s: How many seconds the charts span.
+        clock: The wall clock, in seconds since the epoch.
+
+    Raises:
+        DashboardError: If the bind is not loopback and there is no token.
+        ValueError: If ``refresh_s`` or ``window_s`` is not positive, or the
+            token is empty.
+
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        metrics: MetricsProvider | None = None,
+        refresh_s: float = 1.0,
+        window_s: int = 120,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if refresh_s <= 0:
+            raise ValueError(f"refresh_s must be > 0, not {refresh_s}")
+        if token is not None and not token.strip():
+            raise ValueError("token must not be empty")
+        if token is None and not is_loopback(host):
+            raise DashboardError(
+                f"refusing to serve the dashboard on {host!r} without a token: "
+                "a non-loopback bind needs --token (or token=...)"
+            )
+        self._store = store
+        self._host = host
+        self._port = port
+        self._token = token
+        self._metrics = metrics
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._state = DashboardState(window_s=window_s)
+        self._clients: set[web.WebSocketResponse] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._bound: tuple[str, int] | None = None
+        self._stopping = False
+        self._follow_error: str | None = None
+        self._metrics_snapshot: Mapping[str, Any] = {}
+        self._metrics_error: str | None = None
+        self._history: dict[str, dict[str, deque[float | None]]] = {}
+        self._subscription = store.subscribe(1)
+
+    @property
+    def url(self) -> str:
+        """The page's address (without the token).
+
+        Raises:
+            DashboardError: If the server is not started.
+
+        """
+        if self._bound is None:
+            raise DashboardError("the dashboard is not started")
+        host, port = self._bound
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+    async def start(self) -> None:
+        """Bind and start serving; returns once the port is open."""
+        if self._runner is not None:
+            raise DashboardError("the dashboard is already started")
+        app = web.Application(middlewares=[self._guard])
+        app.router.add_get("/", self._index)
+        app.router.add_get("/static/{name}", self._static)
+        app.router.add_get("/ws", self._websocket)
+        app.router.add_get("/api/snapshot", self._api_snapshot)
+        app.router.add_get("/api/executions/{execution_id:.+}", self._api_execution)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        try:
+            sock = socket.create_server((self._host, self._port), family=family)
+        except OSError as exc:
+            await runner.cleanup()
+            raise DashboardError(
+                f"cannot bind the dashboard to {self._host}:{self._port}: {exc}"
+            ) from exc
+        site = web.SockSite(runner, sock)
+        await site.start()
+        self._runner = runner
+        self._bound = (self._host, sock.getsockname()[1])
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="dashboard-follow"),
+            asyncio.create_task(self._tick(), name="dashboard-tick"),
+        ]
+        logger.info("dashboard serving %s", self.url)
+
+    async def stop(self) -> None:
+        """Close every connection and stop serving."""
+        self._stopping = True
+        self._subscription.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for ws in list(self._clients):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
+        self._clients.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        logger.info("dashboard stopped")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _follow(self) -> None:
+        subscription = self._subscription
+        try:
+            while not self._stopping:
+                batch = await asyncio.to_thread(subscription.next_batch, _FOLLOW_WAIT_S)
+                self._state.apply(batch)
+        except Exception as exc:
+            # The log cannot be skipped past: stop following and show why.
+            logger.exception("dashboard stopped following the log")
+            self._follow_error = f"{type(exc).__name__}: {exc}"
+
+    async def _tick(self) -> None:
+        while True:
+            await self.sample_metrics()
+            if self._clients:
+                body = _encode(self.snapshot()).decode()
+                for ws in list(self._clients):
+                    await self._send(ws, body)
+            await asyncio.sleep(self._refresh_s)
+
+    async def _send(self, ws: web.WebSocketResponse, body: str) -> None:
+        try:
+            await asyncio.wait_for(ws.send_str(body), _SEND_TIMEOUT_S)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            logger.info("dropping a dashboard client: %s", exc)
+            self._clients.discard(ws)
+            await ws.close()
+
+    async def sample_metrics(self) -> None:
+        """Call the metrics provider once and add a point to each series."""
+        if self._metrics is None:
+            return
+        try:
+            result = self._metrics()
+            if inspect.isawaitable(result):
+                result = await result
+            self._metrics_snapshot = result
+            self._metrics_error = None
+        except Exception as exc:
+            logger.exception("the dashboard's metrics provider failed")
+            self._metrics_error = f"{type(exc).__name__}: {exc}"
+            return
+        series = metric_series(self._metrics_snapshot)
+        for name in list(self._history):
+            if name not in series:
+                del self._history[name]
+        for name, stats in series.items():
+            history = self._history.setdefault(
+                name,
+                {key: deque(maxlen=_HISTORY_POINTS) for key in ("p50", "p95", "p99")},
+            )
+            for key, points in history.items():
+                points.append(stats.get(key))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the page shows, as JSON-able data."""
+        now_s = self._clock()
+        data = self._state.snapshot(now_s)
+        head = self._store.head_position()
+        data.update(
+            server_time_s=now_s,
+            refresh_s=self._refresh_s,
+            store=str(getattr(self._store, "path", type(self._store).__name__)),
+            head_position=head,
+            lag=max(0, head - data["position"]),
+            follow_error=self._follow_error,
+        )
+        series = metric_series(self._metrics_snapshot)
+        data["metrics"] = {
+            "enabled": self._metrics is not None,
+            "error": self._metrics_error,
+            "series": series,
+            "history": {
+                name: {key: list(points) for key, points in history.items()}
+                for name, history in self._history.items()
+            },
+        }
+        data["projections"] = _projections(self._metrics_snapshot, head)
+        return data
+
+    # HTTP
+
+    @web.middleware
+    async def _guard(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if self._token is None:
+            if (request.url.host or "") not in _LOOPBACK_NAMES | {self._host}:
+                raise web.HTTPForbidden(text="this dashboard answers to loopback only")
+        elif not self._authorized(request):
+            raise web.HTTPUnauthorized(
+                text="this dashboard needs its token: open /?token=...",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        origin = request.headers.get("Origin")
+        if origin is not None and request.path == "/ws":
+            seen = URL(origin)
+            if (seen.host, seen.port) != (request.url.host, request.url.port):
+                raise web.HTTPForbidden(text=f"cross-origin WebSocket from {origin}")
+        response = await handler(request)
+        if not isinstance(response, web.WebSocketResponse):
+            response.headers.update(_HEADERS)
+        if self._token is not None and request.query.get("token"):
+            response.set_cookie(
+                self._cookie_name,
+                self._token,
+                httponly=True,
+                samesite="Strict",
+                path="/",
+            )
+        return response
+
+    @property
+    def _cookie_name(self) -> str:
+        port = 0 if self._bound is None else self._bound[1]
+        return f"actorlog_dashboard_{port}"
+
+    def _authorized(self, request: web.Request) -> bool:
+        assert self._token is not None  # noqa: S101 - checked by the caller
+        header = request.headers.get("Authorization", "")
+        offered = [
+            header.removeprefix("Bearer ") if header.startswith("Bearer ") else "",
+            request.query.get("token", ""),
+            request.cookies.get(self._cookie_name, ""),
+        ]
+        expected = self._token.encode()
+        return any(
+            hmac.compare_digest(candidate.encode(), expected)
+            for candidate in offered
+            if candidate
+        )
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        del request
+        return _static_response("index.html")
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in _STATIC or name == "index.html":
+            raise web.HTTPNotFound(text=f"no static file {name!r}")
+        return _static_response(name)
+
+    async def _api_snapshot(self, request: web.Request) -> web.StreamResponse:
+        del request
+        return web.Response(
+            body=_encode(self.snapshot()), content_type="application/json"
+        )
+
+    async def _api_execution(self, request: web.Request) -> web.StreamResponse:
+        execution_id = request.match_info["execution_id"]
+        stream = workflow_stream(execution_id)
+        events = await asyncio.to_thread(lambda: list(self._store.read_stream(stream)))
+        execution = fold_execution(events)
+        if execution is None:
+            raise web.HTTPNotFound(text=f"no execution {execution_id!r}")
+        return web.Response(body=_encode(execution), content_type="application/json")
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=30.0)
+        await ws.prepare(request)
+        self._clients.add(ws)
+        try:
+            await ws.send_str(_encode(self.snapshot()).decode())
+            async for _message in ws:
+                # The page only listens; anything it sends asks for a push now.
+                await ws.send_str(_encode(self.snapshot()).decode())
+        finally:
+            self._clients.discard(ws)
+        return ws
+
+
+def _static_response(name: str) -> web.Response:
+    body = importlib.resources.files("actors").joinpath("_static", name).read_bytes()
+    return web.Response(body=body, content_type=_STATIC[name], charset="utf-8")
+
+
+def _projections(metrics: Mapping[str, Any], head: int) -> list[dict[str, Any]]:
+    """Projection checkpoints named in a monitoring snapshot, with their lag."""
+    found = metrics.get("projections")
+    if not isinstance(found, Mapping):
+        return []
+    rows = []
+    for name, value in sorted(found.items()):
+        position = value.get("position") if isinstance(value, Mapping) else value
+        if isinstance(position, int) and not isinstance(position, bool):
+            rows.append(
+                {
+                    "name": str(name),
+                    "position": position,
+                    "lag": max(0, head - position),
+                }
+            )
+    return rows
