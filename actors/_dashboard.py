@@ -31,7 +31,7 @@ from aiohttp import WSCloseCode, web
 from yarl import URL
 
 from actors._dashboard_fold import DashboardState, fold_execution, metric_series
-from eventstore import EventStore, workflow_stream
+from eventstore import EventStore, EventStoreError, workflow_stream
 
 __all__ = ["DashboardError", "DashboardServer", "MetricsProvider"]
 
@@ -57,6 +57,7 @@ _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _HISTORY_POINTS = 120
 _SEND_TIMEOUT_S = 5.0
 _FOLLOW_WAIT_S = 0.5
+_STOP_TIMEOUT_S = 10.0
 
 
 class DashboardError(Exception):
@@ -192,10 +193,14 @@ class DashboardServer:
         self._stopping = True
         self._subscription.close()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if task.get_name() == "dashboard-follow":
+                # A closed subscription returns within its poll interval;
+                # waiting keeps its worker thread off a store about to close.
+                await asyncio.wait_for(task, _STOP_TIMEOUT_S)
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []
         for ws in list(self._clients):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
@@ -245,10 +250,7 @@ class DashboardServer:
         if self._metrics is None:
             return
         try:
-            result = self._metrics()
-            if inspect.isawaitable(result):
-                result = await result
-            self._metrics_snapshot = result
+            self._metrics_snapshot = await _call(self._metrics)
             self._metrics_error = None
         except Exception as exc:
             logger.exception("the dashboard's metrics provider failed")
@@ -270,7 +272,12 @@ class DashboardServer:
         """Everything the page shows, as JSON-able data."""
         now_s = self._clock()
         data = self._state.snapshot(now_s)
-        head = self._store.head_position()
+        try:
+            head = self._store.head_position()
+        except EventStoreError as exc:
+            # A closed or broken store: show what was folded, and why no more.
+            head = data["position"]
+            self._follow_error = self._follow_error or f"{type(exc).__name__}: {exc}"
         data.update(
             server_time_s=now_s,
             refresh_s=self._refresh_s,
@@ -383,6 +390,17 @@ class DashboardServer:
         finally:
             self._clients.discard(ws)
         return ws
+
+
+async def _call(provider: MetricsProvider) -> Mapping[str, Any]:
+    result = provider()
+    if inspect.isawaitable(result):
+        result = await result
+    if not isinstance(result, Mapping):
+        raise TypeError(
+            f"the metrics provider returned {type(result).__name__}, not a mapping"
+        )
+    return result
 
 
 def _static_response(name: str) -> web.Response:

@@ -326,7 +326,7 @@ class DashboardState:
                 ],
             },
             "alerts": {
-                "active": [a for a in self._alerts.values() if a["firing"]],
+                "active": [dict(a) for a in self._alerts.values() if a["firing"]],
                 "known": len(self._alerts),
                 "recent": list(self._alert_events),
             },
