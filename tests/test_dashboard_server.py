@@ -398,10 +398,11 @@ async def test_stop_closes_open_websockets(
     ws = await session.ws_connect(f"{server.url}ws")
     await asyncio.wait_for(ws.receive_json(), TIMEOUT_S)
 
-    await server.stop()
+    stopping = asyncio.create_task(server.stop())
     closing = await asyncio.wait_for(ws.receive(), TIMEOUT_S)
     while closing.type == aiohttp.WSMsgType.TEXT:  # pushes sent before the stop
         closing = await asyncio.wait_for(ws.receive(), TIMEOUT_S)
+    await asyncio.wait_for(stopping, TIMEOUT_S)
 
     assert closing.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED}
     assert ws.close_code == 1001
