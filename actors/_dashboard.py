@@ -58,6 +58,7 @@ _HISTORY_POINTS = 120
 _SEND_TIMEOUT_S = 5.0
 _FOLLOW_WAIT_S = 0.5
 _STOP_TIMEOUT_S = 10.0
+_CLOSE_TIMEOUT_S = 2.0  # how long a stop waits for each page to answer its close
 
 
 class DashboardError(Exception):
@@ -379,7 +380,7 @@ class DashboardServer:
         return web.Response(body=_encode(execution), content_type="application/json")
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=30.0)
+        ws = web.WebSocketResponse(heartbeat=30.0, timeout=_CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         self._clients.add(ws)
         try:
