@@ -12,11 +12,14 @@ from actors._conflicts import (
     merge_data,
     resolve,
 )
+from actors._dashboard import DashboardError, DashboardServer
 
 __all__ = [
     "CONFLICT_STRATEGIES",
     "ConflictStrategy",
     "CustomStrategy",
+    "DashboardError",
+    "DashboardServer",
     "Resolution",
     "Version",
     "check_strategy",

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import importlib.resources
 import inspect
 import ipaddress
 import logging
@@ -24,14 +22,18 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import msgspec
-from aiohttp import WSCloseCode, web
-from yarl import URL
-
-from actors._dashboard_fold import DashboardState, fold_execution, metric_series
+from actors._dashboard_fold import (
+    DashboardState,
+    fold_execution,
+    metric_series,
+    to_json,
+)
 from eventstore import EventStore, EventStoreError, workflow_stream
+
+if TYPE_CHECKING:
+    from actors._dashboard_http import DashboardHttp
 
 __all__ = ["DashboardError", "DashboardServer", "MetricsProvider"]
 
@@ -39,26 +41,9 @@ logger = logging.getLogger(__name__)
 
 MetricsProvider = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
-_STATIC = {
-    "app.js": "application/javascript",
-    "app.css": "text/css",
-    "index.html": "text/html",
-}
-_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _HISTORY_POINTS = 120
-_SEND_TIMEOUT_S = 5.0
 _FOLLOW_WAIT_S = 0.5
 _STOP_TIMEOUT_S = 10.0
-_CLOSE_TIMEOUT_S = 2.0  # how long a stop waits for each page to answer its close
 
 
 class DashboardError(Exception):
@@ -73,10 +58,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _encode(value: Any) -> bytes:
-    return msgspec.json.encode(value, enc_hook=repr)
 
 
 class DashboardServer:
@@ -133,9 +114,8 @@ class DashboardServer:
         self._refresh_s = refresh_s
         self._clock = clock
         self._state = DashboardState(window_s=window_s)
-        self._clients: set[web.WebSocketResponse] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
+        self._http: DashboardHttp | None = None
         self._bound: tuple[str, int] | None = None
         self._stopping = False
         self._follow_error: str | None = None
@@ -159,29 +139,31 @@ class DashboardServer:
         return f"http://{shown}:{port}/"
 
     async def start(self) -> None:
-        """Bind and start serving; returns once the port is open."""
-        if self._runner is not None:
+        """Bind and start serving; returns once the port is open.
+
+        Raises:
+            DashboardError: If aiohttp is missing, the address cannot be
+                bound, or the server was started before.
+
+        """
+        if self._http is not None or self._stopping:
             raise DashboardError("the dashboard is already started")
-        app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/", self._index)
-        app.router.add_get("/static/{name}", self._static)
-        app.router.add_get("/ws", self._websocket)
-        app.router.add_get("/api/snapshot", self._api_snapshot)
-        app.router.add_get("/api/executions/{execution_id:.+}", self._api_execution)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
+        try:
+            from actors._dashboard_http import DashboardHttp  # noqa: PLC0415
+        except ImportError as exc:
+            raise DashboardError(
+                "the dashboard needs aiohttp: pip install 'actorlog[web]'"
+            ) from exc
 
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         try:
             sock = socket.create_server((self._host, self._port), family=family)
         except OSError as exc:
-            await runner.cleanup()
             raise DashboardError(
                 f"cannot bind the dashboard to {self._host}:{self._port}: {exc}"
             ) from exc
-        site = web.SockSite(runner, sock)
-        await site.start()
-        self._runner = runner
+        self._http = DashboardHttp(self, host=self._host, token=self._token)
+        await self._http.start(sock)
         self._bound = (self._host, sock.getsockname()[1])
         self._tasks = [
             asyncio.create_task(self._follow(), name="dashboard-follow"),
@@ -203,12 +185,8 @@ class DashboardServer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks = []
-        for ws in list(self._clients):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
-        self._clients.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.stop()
         logger.info("dashboard stopped")
 
     async def __aenter__(self) -> Self:
@@ -232,19 +210,9 @@ class DashboardServer:
     async def _tick(self) -> None:
         while True:
             await self.sample_metrics()
-            if self._clients:
-                body = _encode(self.snapshot()).decode()
-                for ws in list(self._clients):
-                    await self._send(ws, body)
+            if self._http is not None and self._http.has_clients:
+                await self._http.broadcast(to_json(self.snapshot()).decode())
             await asyncio.sleep(self._refresh_s)
-
-    async def _send(self, ws: web.WebSocketResponse, body: str) -> None:
-        try:
-            await asyncio.wait_for(ws.send_str(body), _SEND_TIMEOUT_S)
-        except (ConnectionError, TimeoutError, RuntimeError) as exc:
-            logger.info("dropping a dashboard client: %s", exc)
-            self._clients.discard(ws)
-            await ws.close()
 
     async def sample_metrics(self) -> None:
         """Call the metrics provider once and add a point to each series."""
@@ -300,97 +268,11 @@ class DashboardServer:
         data["projections"] = _projections(self._metrics_snapshot, head)
         return data
 
-    # HTTP
-
-    @web.middleware
-    async def _guard(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
-        if self._token is None:
-            if (request.url.host or "") not in _LOOPBACK_NAMES | {self._host}:
-                raise web.HTTPForbidden(text="this dashboard answers to loopback only")
-        elif not self._authorized(request):
-            raise web.HTTPUnauthorized(
-                text="this dashboard needs its token: open /?token=...",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        origin = request.headers.get("Origin")
-        if origin is not None and request.path == "/ws":
-            seen = URL(origin)
-            if (seen.host, seen.port) != (request.url.host, request.url.port):
-                raise web.HTTPForbidden(text=f"cross-origin WebSocket from {origin}")
-        response = await handler(request)
-        if not isinstance(response, web.WebSocketResponse):
-            response.headers.update(_HEADERS)
-        if self._token is not None and request.query.get("token"):
-            response.set_cookie(
-                self._cookie_name,
-                self._token,
-                httponly=True,
-                samesite="Strict",
-                path="/",
-            )
-        return response
-
-    @property
-    def _cookie_name(self) -> str:
-        port = 0 if self._bound is None else self._bound[1]
-        return f"actorlog_dashboard_{port}"
-
-    def _authorized(self, request: web.Request) -> bool:
-        assert self._token is not None  # noqa: S101 - checked by the caller
-        header = request.headers.get("Authorization", "")
-        offered = [
-            header.removeprefix("Bearer ") if header.startswith("Bearer ") else "",
-            request.query.get("token", ""),
-            request.cookies.get(self._cookie_name, ""),
-        ]
-        expected = self._token.encode()
-        return any(
-            hmac.compare_digest(candidate.encode(), expected)
-            for candidate in offered
-            if candidate
-        )
-
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        del request
-        return _static_response("index.html")
-
-    async def _static(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in _STATIC or name == "index.html":
-            raise web.HTTPNotFound(text=f"no static file {name!r}")
-        return _static_response(name)
-
-    async def _api_snapshot(self, request: web.Request) -> web.StreamResponse:
-        del request
-        return web.Response(
-            body=_encode(self.snapshot()), content_type="application/json"
-        )
-
-    async def _api_execution(self, request: web.Request) -> web.StreamResponse:
-        execution_id = request.match_info["execution_id"]
+    async def execution(self, execution_id: str) -> dict[str, Any] | None:
+        """One execution's steps and history, folded from its stream."""
         stream = workflow_stream(execution_id)
         events = await asyncio.to_thread(lambda: list(self._store.read_stream(stream)))
-        execution = fold_execution(events)
-        if execution is None:
-            raise web.HTTPNotFound(text=f"no execution {execution_id!r}")
-        return web.Response(body=_encode(execution), content_type="application/json")
-
-    async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=30.0, timeout=_CLOSE_TIMEOUT_S)
-        await ws.prepare(request)
-        self._clients.add(ws)
-        try:
-            await ws.send_str(_encode(self.snapshot()).decode())
-            async for _message in ws:
-                # The page only listens; anything it sends asks for a push now.
-                await ws.send_str(_encode(self.snapshot()).decode())
-        finally:
-            self._clients.discard(ws)
-        return ws
+        return fold_execution(events)
 
 
 async def _call(provider: MetricsProvider) -> Mapping[str, Any]:
@@ -402,11 +284,6 @@ async def _call(provider: MetricsProvider) -> Mapping[str, Any]:
             f"the metrics provider returned {type(result).__name__}, not a mapping"
         )
     return result
-
-
-def _static_response(name: str) -> web.Response:
-    body = importlib.resources.files("actors").joinpath("_static", name).read_bytes()
-    return web.Response(body=body, content_type=_STATIC[name], charset="utf-8")
 
 
 def _projections(metrics: Mapping[str, Any], head: int) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ __all__ = [
     "DashboardState",
     "fold_execution",
     "metric_series",
+    "to_json",
     "to_plain",
 ]
 
@@ -67,6 +68,11 @@ _RECENT = 50
 def to_plain(value: Any) -> Any:
     """``value`` as JSON-able builtins (structs, datetimes, bytes included)."""
     return msgspec.to_builtins(value, str_keys=True, enc_hook=repr)
+
+
+def to_json(value: Any) -> bytes:
+    """``value`` as JSON; anything JSON lacks is shown by its ``repr``."""
+    return msgspec.json.encode(value, enc_hook=repr)
 
 
 def _field(data: Any, name: str, default: Any = None) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import actors
 from actors._dashboard import DashboardError, DashboardServer, is_loopback
 from eventstore import (
     LmdbEventStore,
@@ -464,3 +467,38 @@ async def test_an_lmdb_store_written_meanwhile_is_followed(
 
     assert snapshot["store"] == str(tmp_path / "store")
     assert snapshot["workflows"]["total"] == 1
+
+
+async def test_a_stopped_dashboard_cannot_start_again(store: MemoryEventStore) -> None:
+    server = DashboardServer(store)
+    await server.start()
+    await server.stop()
+
+    with pytest.raises(DashboardError, match="already started"):
+        await server.start()
+
+
+async def test_without_aiohttp_start_names_the_extra(
+    store: MemoryEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(sys.modules, "actors._dashboard_http", raising=False)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    server = DashboardServer(store)
+
+    with pytest.raises(DashboardError, match=r"pip install 'actorlog\[web\]'"):
+        await server.start()
+
+
+def test_importing_actors_does_not_need_aiohttp() -> None:
+    code = "import actors, sys; print('aiohttp' in sys.modules)"
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=True,
+    )
+
+    assert result.stdout.strip() == "False"
+    assert {"DashboardError", "DashboardServer"} <= set(actors.__all__)
