@@ -84,11 +84,13 @@ async def _run(server: DashboardServer, *, token: str | None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await server.start()
     try:
+        await server.start()
         shown = f"{server.url}?token=..." if token else server.url
         click.echo(f"actorlog dashboard at {shown} (Ctrl-C stops it)")
         await stop.wait()
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await server.stop()
         click.echo("dashboard stopped")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,10 +17,18 @@ import lmdb
 import pytest
 from click.testing import CliRunner
 
-from actors._cli_serve import serve
-from eventstore import LmdbEventStore, NewEvent, RecordCreated, record_stream
+from actors._cli_serve import _run, serve
+from actors._dashboard import DashboardError, DashboardServer
+from eventstore import (
+    LmdbEventStore,
+    MemoryEventStore,
+    NewEvent,
+    RecordCreated,
+    record_stream,
+)
 
 TIMEOUT_S = 20.0
+SHARED = "t0k"
 
 
 @pytest.fixture
@@ -127,3 +137,40 @@ def test_serve_runs_until_interrupted(store_path: Path) -> None:
     assert snapshot["store"] == str(store_path)
     assert process.returncode == 0, err
     assert "dashboard stopped" in out
+
+
+async def test_run_serves_until_sigterm(capsys: pytest.CaptureFixture[str]) -> None:
+    store = MemoryEventStore()
+    server = DashboardServer(store, token=SHARED, refresh_s=0.05)
+    running = asyncio.create_task(_run(server, token=SHARED))
+
+    async def started() -> str:
+        for _ in range(int(TIMEOUT_S * 100)):
+            banner = capsys.readouterr().out
+            if banner:
+                return banner
+            await asyncio.sleep(0.01)
+        return ""
+
+    banner = await asyncio.wait_for(started(), TIMEOUT_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(running, TIMEOUT_S)
+    store.close()
+
+    assert banner.startswith("actorlog dashboard at http://127.0.0.1:")
+    assert banner.rstrip().endswith("?token=... (Ctrl-C stops it)")
+    assert "dashboard stopped" in capsys.readouterr().out
+
+
+async def test_run_that_cannot_bind_stops_cleanly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = MemoryEventStore()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        server = DashboardServer(store, port=taken.getsockname()[1])
+
+        with pytest.raises(DashboardError, match="cannot bind"):
+            await _run(server, token=None)
+    store.close()
+
+    assert "dashboard stopped" in capsys.readouterr().out
