@@ -120,13 +120,20 @@ function legend(node, series) {
 
 function sum(points) { return points.reduce((a, b) => a + (b || 0), 0); }
 
+// Charts start at the first busy second, showing at least the last 30 s.
+function chartStart(total) {
+  const first = total.findIndex((n) => n > 0);
+  return first < 0 ? Math.max(0, total.length - 30) : Math.max(0, Math.min(first, total.length - 30));
+}
+
 function renderThroughput(t) {
-  const series = [{ name: "all events", color: "#d9e1ea", points: t.total, area: true }];
+  const from = chartStart(t.total);
+  const series = [{ name: "all events", color: "#d9e1ea", points: t.total.slice(from), area: true }];
   Object.entries(t.by_type).forEach(([name, points], i) => {
-    series.push({ name, color: PALETTE[i % PALETTE.length], points });
+    series.push({ name, color: PALETTE[i % PALETTE.length], points: points.slice(from) });
   });
   const svg = $("throughput-chart");
-  lineChart(svg, series, { format: (v) => fmt(v), seconds: t.seconds });
+  lineChart(svg, series, { format: (v) => fmt(v), seconds: t.seconds - from });
   svg.setAttribute("data-sum", String(sum(t.total)));
   legend($("throughput-legend"), series.map((s) => ({ ...s, label: `${s.name} (${fmt(sum(s.points))})` })));
   const commits = sum(t.commits);
@@ -139,19 +146,27 @@ function renderThroughput(t) {
 }
 
 function renderLatency(snapshot) {
+  const from = chartStart(snapshot.throughput.total);
+  const latency = snapshot.step_latency;
   const series = [
-    { name: "step p50", color: "#3ecf8e", points: snapshot.step_latency.p50 },
-    { name: "step p95", color: "#f5b342", points: snapshot.step_latency.p95 },
-    { name: "step p99", color: "#ff5d5d", points: snapshot.step_latency.p99 },
+    { name: "step p50", color: "#3ecf8e", points: latency.p50.slice(from) },
+    { name: "step p95", color: "#f5b342", points: latency.p95.slice(from) },
+    { name: "step p99", color: "#ff5d5d", points: latency.p99.slice(from) },
   ];
-  const history = snapshot.metrics.history;
-  Object.entries(history).slice(0, 3).forEach(([name, h], i) => {
-    series.push({ name: `${name} p95`, color: PALETTE[(i + 4) % PALETTE.length], points: h.p95, metric: true });
-  });
-  const steps = series.filter((s) => !s.metric);
-  lineChart($("latency-chart"), steps.some((s) => s.points.some((p) => p !== null)) ? steps : series,
-    { format: (v) => fmtSeconds(v), seconds: snapshot.throughput.seconds });
-  legend($("latency-legend"), steps);
+  // Without workflow steps, chart the monitoring system's p95 series
+  // instead (one point per push).
+  const metrics = Object.entries(snapshot.metrics.history).slice(0, 4).map(([name, h], i) => (
+    { name: `${name} p95`, color: PALETTE[i % PALETTE.length], points: h.p95 }));
+  const hasSteps = series.some((s) => s.points.some((p) => p !== null));
+  const shown = hasSteps || !metrics.length ? series : metrics;
+  const seconds = hasSteps || !metrics.length
+    ? snapshot.throughput.seconds - from
+    : Math.max(...metrics.map((s) => s.points.length)) * snapshot.refresh_s;
+  const svg = $("latency-chart");
+  lineChart(svg, shown, { format: (v) => fmtSeconds(v), seconds });
+  svg.setAttribute("data-source", hasSteps || !metrics.length ? "steps" : "metrics");
+  legend($("latency-legend"), shown);
+  $("latency-what").textContent = shown === series ? "workflow step duration" : "monitoring p95";
 }
 
 function badge(state) { return el("span", { class: `badge s-${state}` }, state); }
