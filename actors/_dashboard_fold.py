@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import math
 import random
 from collections import Counter, OrderedDict, deque
@@ -328,7 +329,9 @@ class DashboardState:
                 "total": len(self._executions),
                 "recent": [
                     execution.as_json()
-                    for execution in list(reversed(self._executions.values()))[:_RECENT]
+                    for execution in itertools.islice(
+                        reversed(self._executions.values()), _RECENT
+                    )
                 ],
             },
             "alerts": {
