@@ -7,12 +7,14 @@ import logging
 import socket
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 import actors
 from actors._dashboard import DashboardError, DashboardServer, is_loopback
@@ -502,3 +504,20 @@ def test_importing_actors_does_not_need_aiohttp() -> None:
 
     assert result.stdout.strip() == "False"
     assert {"DashboardError", "DashboardServer"} <= set(actors.__all__)
+
+
+@pytest.mark.parametrize("execution_id", ["run/1", "a b", "ü?x#y"])
+async def test_execution_ids_are_found_when_percent_encoded(
+    store: MemoryEventStore,
+    server: DashboardServer,
+    session: aiohttp.ClientSession,
+    execution_id: str,
+) -> None:
+    await store.append_async(failing_execution(execution_id))
+    quoted = urllib.parse.quote(execution_id, safe="")
+
+    url = URL(f"{server.url}api/executions/{quoted}", encoded=True)
+    async with session.get(url) as response:
+        execution = await response.json()
+
+    assert execution["execution_id"] == execution_id
