@@ -211,7 +211,13 @@ class DashboardServer:
         while True:
             await self.sample_metrics()
             if self._http is not None and self._http.has_clients:
-                await self._http.broadcast(to_json(self.snapshot()).decode())
+                try:
+                    body = to_json(self.snapshot()).decode()
+                except Exception:
+                    # One bad snapshot must not end the pushes for good.
+                    logger.exception("the dashboard could not build a snapshot")
+                else:
+                    await self._http.broadcast(body)
             await asyncio.sleep(self._refresh_s)
 
     async def sample_metrics(self) -> None:

@@ -7,6 +7,7 @@ import logging
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -521,3 +522,32 @@ async def test_execution_ids_are_found_when_percent_encoded(
         execution = await response.json()
 
     assert execution["execution_id"] == execution_id
+
+
+async def test_a_snapshot_that_fails_is_logged_and_pushes_go_on(
+    store: MemoryEventStore,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = False
+
+    def clock() -> float:
+        if broken:
+            raise RuntimeError("clock stopped")
+        return time.time()
+
+    async with DashboardServer(store, refresh_s=0.02, clock=clock) as server:
+        ws = await session.ws_connect(f"{server.url}ws")
+        await asyncio.wait_for(ws.receive_json(), TIMEOUT_S)
+        with caplog.at_level(logging.ERROR, logger="actors._dashboard"):
+            broken = True
+            await until(
+                lambda: asyncio.sleep(0.02, {}),
+                lambda _: "could not build a snapshot" in caplog.text,
+            )
+            broken = False
+        pushed = await asyncio.wait_for(ws.receive_json(), TIMEOUT_S)
+        await ws.close()
+
+    assert "clock stopped" in caplog.text
+    assert pushed["position"] == 0
