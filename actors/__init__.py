@@ -2,6 +2,54 @@
 
 import logging
 
-__all__: list[str] = []
+from actors._workflows import (
+    BreakerPolicy,
+    CircuitOpenError,
+    Clock,
+    ExecutionNotFoundError,
+    ExecutionStatus,
+    InvalidWorkflowError,
+    RetryPolicy,
+    StateMachine,
+    StateTransitioned,
+    StepContext,
+    StepStatus,
+    StepTimeoutError,
+    SystemClock,
+    Transition,
+    WorkflowBuilder,
+    WorkflowCancelledError,
+    WorkflowEngine,
+    WorkflowError,
+    WorkflowFailedError,
+    WorkflowMetrics,
+    WorkflowNotFoundError,
+    WorkflowStateError,
+)
+
+__all__ = [
+    "BreakerPolicy",
+    "CircuitOpenError",
+    "Clock",
+    "ExecutionNotFoundError",
+    "ExecutionStatus",
+    "InvalidWorkflowError",
+    "RetryPolicy",
+    "StateMachine",
+    "StateTransitioned",
+    "StepContext",
+    "StepStatus",
+    "StepTimeoutError",
+    "SystemClock",
+    "Transition",
+    "WorkflowBuilder",
+    "WorkflowCancelledError",
+    "WorkflowEngine",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowMetrics",
+    "WorkflowNotFoundError",
+    "WorkflowStateError",
+]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
