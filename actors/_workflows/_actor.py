@@ -390,12 +390,13 @@ class ExecutionActor(pykka.ThreadingActor):
             if status.state not in ("pending", "retrying"):
                 continue
             if all(steps[dep].state in done for dep in spec.depends_on):
+                attempt = status.attempts + 1
                 self._emit(
                     WorkflowStepStarted(
-                        self._id, spec.name, status.attempts + 1, self._key(spec.name)
+                        self._id, spec.name, attempt, self._key(spec.name)
                     )
                 )
-                self._launch(spec, status.attempts + 1)
+                self._launch(spec, attempt)
 
     def _launch(self, spec: StepSpec, attempt: int) -> None:
         steps = self.state.status.steps

@@ -68,7 +68,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True):
 
     def to_dict(self) -> dict[str, Any]:
         """The plain-data form stored in events."""
-        data: dict[str, Any] = msgspec.to_builtins(self)
+        data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(self))
         return data
 
     @classmethod
