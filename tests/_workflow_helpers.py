@@ -42,7 +42,7 @@ async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
     """Wait (polling the loop) until ``predicate()`` holds."""
 
     async def poll() -> None:
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - polls state that has no event
             await asyncio.sleep(0.002)
 
     await asyncio.wait_for(poll(), timeout_s)

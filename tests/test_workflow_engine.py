@@ -20,7 +20,13 @@ from actors import (
     WorkflowNotFoundError,
     WorkflowStateError,
 )
-from eventstore import LmdbEventStore, MemoryEventStore, WorkflowStepFailed
+from actors._workflows._state import fold_execution
+from eventstore import (
+    LmdbEventStore,
+    MemoryEventStore,
+    WorkflowStepFailed,
+    workflow_stream,
+)
 
 USER_REGISTRATION = json.loads(
     """
@@ -62,7 +68,9 @@ async def test_user_registration_sample_runs_its_steps_in_order(
 ) -> None:
     calls: list[str] = []
 
-    async def validate_user(input: dict[str, str]) -> dict[str, Any]:
+    async def validate_user(
+        input: dict[str, str],  # noqa: A002 - injected by name
+    ) -> dict[str, Any]:
         calls.append("validate")
         return {"email": input["email"], "valid": True}
 
@@ -92,7 +100,12 @@ async def test_data_sync_sample_passes_data_along(engine: WorkflowEngine) -> Non
     engine.register_action("fetchData", lambda: [3, 1, 2])
     engine.register_action("transformData", lambda results: sorted(results["fetch"]))
     saved: list[Any] = []
-    engine.register_action("saveData", lambda results: saved.append(results) or "ok")
+
+    def save_data(results: dict[str, Any]) -> str:
+        saved.append(results)
+        return "ok"
+
+    engine.register_action("saveData", save_data)
     await engine.create_workflow("data-sync", DATA_SYNC)
 
     execution_id = await engine.execute_workflow("data-sync")
@@ -341,14 +354,8 @@ async def test_pause_lets_the_running_step_finish_and_starts_no_other(
     assert "WorkflowResumed" in history
 
 
-_states: dict[tuple[str, str], str] = {}
-
-
 def engine_step_state(engine: WorkflowEngine, execution_id: str, step: str) -> str:
     # A synchronous peek at the log for polling: the memory store reads fast.
-    from actors._workflows._state import fold_execution
-    from eventstore import workflow_stream
-
     state = fold_execution(engine.store.read_stream(workflow_stream(execution_id)))
     assert state is not None
     return state.step(step).state
@@ -417,7 +424,7 @@ async def test_a_step_past_its_timeout_fails_and_is_told_to_stop(
 
 
 async def test_a_false_when_skips_the_step(engine: WorkflowEngine) -> None:
-    engine.register_action("isPremium", lambda input: input["premium"])
+    engine.register_action("isPremium", lambda ctx: ctx.input["premium"])
     engine.register_action("gift", lambda: "gift")
     await engine.create_workflow(
         "gifts", WorkflowBuilder("gifts").step("g", "gift", when="isPremium").build()
@@ -443,7 +450,7 @@ async def test_services_are_injected_by_parameter_name(engine: WorkflowEngine) -
     async def make_mailer() -> str:
         return "smtp"
 
-    async def count(db: dict[str, int], mailer: str, input: int) -> str:
+    async def count(db: dict[str, int], mailer: str, input: int) -> str:  # noqa: A002 - injected by name
         return f"{db['rows'] + input} via {mailer}"
 
     engine.provide("db", make_db)
@@ -462,8 +469,12 @@ async def test_services_are_injected_by_parameter_name(engine: WorkflowEngine) -
 async def test_unrecordable_output_and_missing_service_fail_the_step(
     engine: WorkflowEngine,
 ) -> None:
-    engine.register_action("obj", lambda: object())
-    engine.register_action("needs", lambda ctx, nope: nope)
+    engine.register_action("obj", object)
+
+    def needs(ctx: StepContext, nope: str) -> str:
+        return f"{ctx.step} {nope}"
+
+    engine.register_action("needs", needs)
     await engine.create_workflow("o", WorkflowBuilder("o").step("s", "obj").build())
     await engine.create_workflow("n", WorkflowBuilder("n").step("s", "needs").build())
 

@@ -15,7 +15,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 import msgspec
 import pykka
@@ -372,6 +372,26 @@ class WorkflowEngine:
         ]
 
     # -- executions ------------------------------------------------------------------
+
+    @overload
+    async def execute_workflow(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        wait: Literal[False] = False,
+        timeout_s: float | None = None,
+    ) -> str: ...
+
+    @overload
+    async def execute_workflow(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        wait: Literal[True],
+        timeout_s: float | None = None,
+    ) -> Any: ...
 
     async def execute_workflow(
         self,
