@@ -435,9 +435,7 @@ class WorkflowEngine:
         started = WorkflowStarted(execution_id, name, found.version, input, found.data)
         accepted: asyncio.Future[None] = loop.create_future()
         self._accepting[execution_id] = accepted
-        self._actors[execution_id] = ExecutionActor.start(
-            self.store, execution_id, self._send_ops, started=started, rng=self._rng
-        )
+        self._spawn(execution_id, started)
         try:
             await asyncio.wait_for(accepted, self._ask_timeout_s)
         finally:
@@ -518,9 +516,7 @@ class WorkflowEngine:
         resumed = []
         for execution_id in unfinished:
             if execution_id not in self._actors:
-                self._actors[execution_id] = ExecutionActor.start(
-                    self.store, execution_id, self._send_ops, rng=self._rng
-                )
+                self._spawn(execution_id)
                 resumed.append(execution_id)
         if resumed:
             logger.info("resumed %d unfinished execution(s)", len(resumed))
@@ -542,10 +538,7 @@ class WorkflowEngine:
                 await self._fold(execution_id)
                 ref = self._actors.get(execution_id)
                 if ref is None:
-                    ref = ExecutionActor.start(
-                        self.store, execution_id, self._send_ops, rng=self._rng
-                    )
-                    self._actors[execution_id] = ref
+                    ref = self._spawn(execution_id)
             fut: asyncio.Future[str] = loop.create_future()
             try:
                 ref.tell(Command(kind, _replier(loop, fut), **fields))  # type: ignore[arg-type]
@@ -554,6 +547,17 @@ class WorkflowEngine:
                 if self._actors.get(execution_id) is ref:
                     del self._actors[execution_id]
         raise WorkflowStateError(f"execution {execution_id!r} did not take {kind!r}")
+
+    def _spawn(
+        self, execution_id: str, started: WorkflowStarted | None = None
+    ) -> pykka.ActorRef[ExecutionActor]:
+        # The one place execution actors are started: a new execution when
+        # ``started`` is given, else rebuilt from its stream.
+        ref = ExecutionActor.start(
+            self.store, execution_id, self._send_ops, started=started, rng=self._rng
+        )
+        self._actors[execution_id] = ref
+        return ref
 
     # -- from the actors -------------------------------------------------------------
 
