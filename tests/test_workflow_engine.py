@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pykka
 import pytest
 from _workflow_helpers import ManualClock, until
 
@@ -20,6 +21,7 @@ from actors import (
     WorkflowNotFoundError,
     WorkflowStateError,
 )
+from actors._workflows._actor import ExecutionActor
 from actors._workflows._state import fold_execution
 from eventstore import (
     LmdbEventStore,
@@ -586,3 +588,4 @@ async def test_wait_times_out_and_close_fails_the_waiters(clock: ManualClock) ->
     with pytest.raises(WorkflowStateError, match="closed"):
         await waiter
     await engine.close()
+    assert pykka.ActorRegistry.get_by_class(ExecutionActor) == []
