@@ -299,6 +299,12 @@ async def test_retry_failed_step_after_retries_run_out_completes(
     assert status.state == "completed"
     assert status.steps["pay"].attempts == 3
     assert status.steps["prep"].attempts == 1
+    history = types_of(await engine.get_execution_history(execution_id))
+    failed_at = history.index("WorkflowFailed")
+    assert history[failed_at + 1 : failed_at + 3] == [
+        "WorkflowResumed",
+        "WorkflowStepRetried",
+    ]
 
 
 async def test_skip_failed_step_goes_on_with_the_given_output(

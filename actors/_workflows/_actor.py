@@ -312,6 +312,9 @@ class ExecutionActor(pykka.ThreadingActor):
                 command.reply(error, None)
                 self._report_if_terminal()
                 return
+            if self.state.state == "failed":
+                # Readers that know only the lifecycle events see it go on.
+                self._emit(WorkflowResumed(self._id))
             status = self.state.step(command.step)
             if kind == "retry":
                 self._emit(

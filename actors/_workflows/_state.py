@@ -147,17 +147,16 @@ class ExecutionState:
                 step.retries + 1,
                 data.delay_s,
             )
-            if data.manual and self.state == "failed":
-                self._reopen()
         elif isinstance(data, WorkflowStepSkipped):
             step = self.step(data.step)
             step.state, step.output, step.ended_at = "skipped", data.output, at
-            if self.state == "failed":
-                self._reopen()
         elif isinstance(data, WorkflowPaused):
             self.lifecycle.apply("pause")
         elif isinstance(data, WorkflowResumed):
-            self.lifecycle.apply("recover")
+            if self.state == "failed":
+                self._reopen()
+            else:
+                self.lifecycle.apply("recover")
         elif isinstance(data, WorkflowCancelled):
             self.lifecycle.apply("cancel", data.reason)
             self.status.ended_at = at
