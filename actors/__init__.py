@@ -2,6 +2,26 @@
 
 import logging
 
-__all__: list[str] = []
+from actors._observability_errors import (
+    ObservabilityError,
+    OperationNotSupportedError,
+    PoolExhaustedError,
+    TraceExportError,
+    TracingNotAvailableError,
+    UnknownAlertError,
+    UnknownPoolError,
+)
+from actors._tracing import configure_tracing
+
+__all__ = [
+    "ObservabilityError",
+    "OperationNotSupportedError",
+    "PoolExhaustedError",
+    "TraceExportError",
+    "TracingNotAvailableError",
+    "UnknownAlertError",
+    "UnknownPoolError",
+    "configure_tracing",
+]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,469 @@
+"""Spans for commands, appends, folds, workflows and syncs; trace context.
+
+Design note. Library code uses the OpenTelemetry API only; the SDK is the
+application's choice (``configure_tracing`` sets it up in one call). When
+no SDK is configured the global provider is the API's proxy, and every
+helper here returns a shared invalid span without asking the API for a
+tracer or a span: the price of tracing nobody collects is a context-var
+read and an ``isinstance`` check. Spans follow the OpenTelemetry messaging
+conventions: a command or an append is a ``PRODUCER`` of events, an actor
+handling a message or a projection folding events is a ``CONSUMER``, a
+sync is a ``CLIENT`` of the other replica. A failure sets the span's
+status, its ``error.type`` attribute and an exception event.
+
+Trace context crosses threads only inside messages: ``inject`` writes the
+current context into a carrier (the actor message envelope), ``extract``
+reads it back on the receiving side. ``current_traceparent`` gives the W3C
+header stored in each event's metadata, so that a consumer of the event,
+even much later, can link back to the trace that caused it.
+
+Replaying history must not emit spans for what already happened: code that
+replays or recovers runs inside ``suppress_tracing()``. The flag lives in a
+context variable, so it holds for the current thread or task (and tasks it
+creates), never for others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    NonRecordingSpan,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    TracerProvider,
+)
+
+from actors._observability_errors import TracingNotAvailableError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+
+__all__ = [
+    "MESSAGING_SYSTEM",
+    "append_span",
+    "command_span",
+    "configure_tracing",
+    "current_traceparent",
+    "extract",
+    "fold_span",
+    "format_traceparent",
+    "inject",
+    "link_to",
+    "parse_traceparent",
+    "receive_span",
+    "step_span",
+    "suppress_tracing",
+    "sync_span",
+    "tracing_suppressed",
+    "use_tracer_provider",
+    "workflow_span",
+]
+
+logger = logging.getLogger(__name__)
+
+MESSAGING_SYSTEM = "actorlog"
+_SCOPE = "actorlog"
+_MAX_LINKS = 32
+Exporter = Literal["console", "otlp", "jsonl"]
+
+_suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "actorlog_tracing_suppressed", default=False
+)
+_own_provider: TracerProvider | None = None
+_cached: tuple[TracerProvider, Tracer] | None = None
+
+
+def use_tracer_provider(provider: TracerProvider | None) -> None:
+    """Give actorlog its own tracer provider instead of the global one.
+
+    Useful when an application keeps several providers, and in tests and
+    benchmarks (the global provider can be set only once per process).
+    ``None`` goes back to the global provider.
+    """
+    global _own_provider, _cached  # noqa: PLW0603 - the module's one setting
+    _own_provider = provider
+    _cached = None
+
+
+def _tracer() -> Tracer | None:
+    global _cached  # noqa: PLW0603 - a cache of the setting above
+    if _suppressed.get():
+        return None
+    provider = _own_provider or trace.get_tracer_provider()
+    if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+        return None
+    cached = _cached
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    tracer = provider.get_tracer(_SCOPE)
+    _cached = (provider, tracer)
+    return tracer
+
+
+def tracing_suppressed() -> bool:
+    """True inside ``suppress_tracing()``."""
+    return _suppressed.get()
+
+
+@contextlib.contextmanager
+def suppress_tracing() -> Iterator[None]:
+    """Emit no spans in this block: for replay and recovery.
+
+    Holds for the current thread or task and the tasks it creates.
+    """
+    token = _suppressed.set(True)
+    try:
+        yield
+    finally:
+        _suppressed.reset(token)
+
+
+def record_error(span: Span, error: BaseException) -> None:
+    """Mark ``span`` as failed by ``error`` (status, ``error.type``, event)."""
+    span.set_attribute("error.type", type(error).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    span.record_exception(error)
+
+
+class _SpanScope:
+    """Starts a span on entry, makes it current, ends it on exit."""
+
+    __slots__ = ("_args", "_inner")
+
+    def __init__(
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        links: list[Link] | None = None,
+        parent: otel_context.Context | None = None,
+    ) -> None:
+        self._args = (name, kind, attributes, links, parent)
+        self._inner: contextlib.AbstractContextManager[Span] | None = None
+
+    def __enter__(self) -> Span:
+        tracer = _tracer()
+        if tracer is None:
+            return INVALID_SPAN
+        name, kind, attributes, links, parent = self._args
+        self._inner = tracer.start_as_current_span(
+            name,
+            context=parent,
+            kind=kind,
+            attributes=attributes,
+            links=links,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        return self._inner.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        inner = self._inner
+        if inner is None:
+            return None
+        if exc is not None:
+            record_error(trace.get_current_span(), exc)
+        return inner.__exit__(exc_type, exc, tb)
+
+
+def _messaging(operation: str, operation_type: str, destination: str) -> dict[str, Any]:
+    return {
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.operation.name": operation,
+        "messaging.operation.type": operation_type,
+        "messaging.destination.name": destination,
+    }
+
+
+def command_span(
+    name: str,
+    collection: str,
+    *,
+    record_id: str | None = None,
+    command_id: str | None = None,
+) -> contextlib.AbstractContextManager[Span]:
+    """A span for one command (``create users``), current in the block.
+
+    Args:
+        name: The command: ``create``, ``update``, ``delete``, ...
+        collection: The collection it addresses.
+        record_id: The record's id, when the command addresses one.
+        command_id: The command's idempotency key, if any.
+
+    """
+    attributes = _messaging(name, "send", collection)
+    if record_id is not None:
+        attributes["actorlog.record.id"] = record_id
+    if command_id is not None:
+        attributes["messaging.message.id"] = command_id
+    return _SpanScope(f"{name} {collection}", SpanKind.PRODUCER, attributes)
+
+
+def append_span(
+    destination: str, *, event_count: int
+) -> contextlib.AbstractContextManager[Span]:
+    """A span for one append of ``event_count`` events to the log.
+
+    Args:
+        destination: The stream appended to, or a collection for a batch.
+        event_count: How many events the append carries.
+
+    """
+    attributes = _messaging("append", "send", destination)
+    attributes["messaging.batch.message_count"] = event_count
+    return _SpanScope(f"append {destination}", SpanKind.PRODUCER, attributes)
+
+
+def receive_span(
+    actor: str, carrier: Mapping[str, str] | None, *, message_type: str
+) -> contextlib.AbstractContextManager[Span]:
+    """A span for an actor handling a message, child of the sender's span.
+
+    Args:
+        actor: The receiving actor's name (its destination).
+        carrier: The trace context the sender injected into the envelope.
+        message_type: The message's type name.
+
+    """
+    attributes = _messaging(message_type, "process", actor)
+    parent = extract(carrier) if carrier else None
+    return _SpanScope(f"process {actor}", SpanKind.CONSUMER, attributes, None, parent)
+
+
+def fold_span(
+    projection: str, *, position: int, traceparents: Iterable[str | None] = ()
+) -> contextlib.AbstractContextManager[Span]:
+    """A span for a projection folding events, linked to their traces.
+
+    Args:
+        projection: The projection's name.
+        position: The position of the last event folded.
+        traceparents: The events' ``metadata.traceparent`` values; the first
+            32 distinct ones become links.
+
+    """
+    attributes = _messaging("fold", "process", projection)
+    attributes["messaging.consumer.group.name"] = projection
+    attributes["actorlog.position"] = position
+    links: list[Link] = []
+    seen: set[str] = set()
+    for header in traceparents:
+        if header is None or header in seen or len(links) >= _MAX_LINKS:
+            continue
+        seen.add(header)
+        link = link_to(header)
+        if link is not None:
+            links.append(link)
+    return _SpanScope(f"process {projection}", SpanKind.CONSUMER, attributes, links)
+
+
+def workflow_span(
+    workflow: str, execution_id: str, *, traceparent: str | None = None
+) -> contextlib.AbstractContextManager[Span]:
+    """A span for a workflow execution (``execute user-registration``).
+
+    Args:
+        workflow: The workflow definition's name.
+        execution_id: The execution's id.
+        traceparent: The trace that started it, linked when given (an
+            execution resumed after a crash links to its first trace).
+
+    """
+    attributes: dict[str, Any] = {
+        "actorlog.workflow.name": workflow,
+        "actorlog.workflow.execution_id": execution_id,
+    }
+    link = link_to(traceparent) if traceparent else None
+    links = [link] if link is not None else None
+    return _SpanScope(f"execute {workflow}", SpanKind.INTERNAL, attributes, links)
+
+
+def step_span(
+    step: str, *, execution_id: str, attempt: int
+) -> contextlib.AbstractContextManager[Span]:
+    """A span for one attempt of a workflow step (``step validate``)."""
+    attributes: dict[str, Any] = {
+        "actorlog.workflow.execution_id": execution_id,
+        "actorlog.workflow.step": step,
+        "actorlog.workflow.attempt": attempt,
+    }
+    return _SpanScope(f"step {step}", SpanKind.INTERNAL, attributes)
+
+
+def sync_span(
+    collection: str, *, source: str, target: str
+) -> contextlib.AbstractContextManager[Span]:
+    """A span for one sync of ``collection`` between two replicas."""
+    attributes: dict[str, Any] = {
+        "actorlog.sync.source": source,
+        "actorlog.sync.target": target,
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.destination.name": collection,
+    }
+    return _SpanScope(f"sync {collection}", SpanKind.CLIENT, attributes)
+
+
+def inject(carrier: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Write the current trace context into ``carrier`` (for an envelope).
+
+    Returns:
+        The carrier (a new dict when none was given); left empty when there
+        is no current trace or tracing is suppressed.
+
+    """
+    out: dict[str, str] = dict(carrier) if carrier is not None else {}
+    if _suppressed.get():
+        return out
+    if not trace.get_current_span().get_span_context().is_valid:
+        return out
+    propagate.inject(out)
+    if carrier is not None:
+        carrier.update(out)
+    return out
+
+
+def extract(carrier: Mapping[str, str] | None) -> otel_context.Context:
+    """The trace context a sender injected into ``carrier``."""
+    if not carrier:
+        return otel_context.Context()
+    return propagate.extract(carrier)
+
+
+def format_traceparent(span_context: SpanContext) -> str:
+    """The W3C ``traceparent`` header of ``span_context``."""
+    return (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+        f"{int(span_context.trace_flags):02x}"
+    )
+
+
+def parse_traceparent(header: str) -> SpanContext | None:
+    """The remote span context of a W3C ``traceparent``; None if malformed."""
+    parts = header.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:  # noqa: PLR2004 - the W3C layout
+        return None
+    try:
+        trace_id = int(parts[1], 16)
+        span_id = int(parts[2], 16)
+        flags = int(parts[3][:2], 16)
+    except ValueError:
+        return None
+    context = SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags)
+    )
+    return context if context.is_valid else None
+
+
+def current_traceparent() -> str | None:
+    """The ``traceparent`` of the current span, for ``EventMetadata``."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return format_traceparent(span_context)
+
+
+def link_to(traceparent: str | None) -> Link | None:
+    """A span link to the trace a stored event names; None if it names none."""
+    if not traceparent:
+        return None
+    span_context = parse_traceparent(traceparent)
+    return Link(span_context) if span_context is not None else None
+
+
+@contextlib.contextmanager
+def attach_traceparent(traceparent: str | None) -> Iterator[None]:
+    """Make a stored ``traceparent`` the current context in the block."""
+    span_context = parse_traceparent(traceparent) if traceparent else None
+    if span_context is None:
+        yield
+        return
+    token = otel_context.attach(
+        trace.set_span_in_context(NonRecordingSpan(span_context))
+    )
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def configure_tracing(
+    exporter: Exporter = "console",
+    *,
+    endpoint: str | None = None,
+    path: str | None = None,
+    service_name: str = "actorlog",
+    set_global: bool = True,
+) -> SdkTracerProvider:
+    """Set up the OpenTelemetry SDK for an application in one call.
+
+    Args:
+        exporter: ``"console"`` (stdout), ``"otlp"`` (OTLP over HTTP) or
+            ``"jsonl"`` (one JSON span per line in a file).
+        endpoint: The OTLP/HTTP traces URL (``http://host:4318/v1/traces``);
+            the exporter's default (or ``OTEL_EXPORTER_OTLP_*``) if omitted.
+        path: The file of the ``jsonl`` exporter (required for it).
+        service_name: The ``service.name`` resource attribute.
+        set_global: Install the provider as OpenTelemetry's global one (it
+            can be set once per process); otherwise only actorlog uses it.
+
+    Returns:
+        The SDK tracer provider; call its ``shutdown()`` to flush at exit.
+
+    Raises:
+        TracingNotAvailableError: If the ``otel`` extra is not installed.
+        ValueError: If the exporter is unknown or its options are missing.
+
+    """
+    if exporter not in ("console", "otlp", "jsonl"):
+        raise ValueError(
+            f"exporter must be 'console', 'otlp' or 'jsonl', not {exporter!r}"
+        )
+    if exporter == "jsonl" and not path:
+        raise ValueError("the 'jsonl' exporter needs path=... (the file to write)")
+    try:
+        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - optional extra
+        from opentelemetry.sdk.trace import TracerProvider as SdkProvider  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+            BatchSpanProcessor,
+            SpanExporter,
+        )
+
+        from actors._trace_jsonl import make_exporter  # noqa: PLC0415
+    except ImportError as error:
+        raise TracingNotAvailableError(
+            "tracing needs the OpenTelemetry SDK: pip install 'actorlog[otel]' "
+            f"({error})"
+        ) from error
+
+    span_exporter: SpanExporter = make_exporter(exporter, endpoint=endpoint, path=path)
+    provider = SdkProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    if set_global:
+        trace.set_tracer_provider(provider)
+        use_tracer_provider(None)
+    else:
+        use_tracer_provider(provider)
+    logger.info("tracing configured: exporter %s, service %s", exporter, service_name)
+    return provider
