@@ -2,6 +2,7 @@
 
 import logging
 
+from actors._monitoring import MonitoringSystem
 from actors._observability_errors import (
     ObservabilityError,
     OperationNotSupportedError,
@@ -14,6 +15,7 @@ from actors._observability_errors import (
 from actors._tracing import configure_tracing
 
 __all__ = [
+    "MonitoringSystem",
     "ObservabilityError",
     "OperationNotSupportedError",
     "PoolExhaustedError",
