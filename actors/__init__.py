@@ -2,6 +2,7 @@
 
 import logging
 
+from actors._cache import BoundedCache
 from actors._monitoring import MonitoringSystem
 from actors._observability_errors import (
     ObservabilityError,
@@ -11,18 +12,25 @@ from actors._observability_errors import (
     TracingNotAvailableError,
     UnknownAlertError,
     UnknownPoolError,
+    UnknownProfileError,
 )
+from actors._optimizer import PerformanceOptimizer
+from actors._pool import ResourcePool
 from actors._tracing import configure_tracing
 
 __all__ = [
+    "BoundedCache",
     "MonitoringSystem",
     "ObservabilityError",
     "OperationNotSupportedError",
+    "PerformanceOptimizer",
     "PoolExhaustedError",
+    "ResourcePool",
     "TraceExportError",
     "TracingNotAvailableError",
     "UnknownAlertError",
     "UnknownPoolError",
+    "UnknownProfileError",
     "configure_tracing",
 ]
 

@@ -10,6 +10,7 @@ __all__ = [
     "TracingNotAvailableError",
     "UnknownAlertError",
     "UnknownPoolError",
+    "UnknownProfileError",
 ]
 
 
@@ -34,6 +35,13 @@ class UnknownAlertError(ObservabilityError, KeyError):
 
 class UnknownPoolError(ObservabilityError, KeyError):
     """Raised when a pool name was never created."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownProfileError(ObservabilityError, KeyError):
+    """Raised when a profile name was never started or recorded."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
