@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 import msgspec
 
@@ -262,6 +262,36 @@ class PerformanceOptimizer:
         }
 
     # -- pools ------------------------------------------------------------
+
+    @overload
+    async def create_pool(
+        self,
+        name: str,
+        factory: Callable[[], Awaitable[R]],
+        *,
+        min_size: int = 0,
+        max_size: int = 10,
+        idle_timeout_s: float = 300.0,
+        acquire_timeout_s: float = 10.0,
+        validate: Callable[[R], bool | Awaitable[bool]] | None = None,
+        dispose: Callable[[R], object] | None = None,
+        broken_on: tuple[type[BaseException], ...] = (OSError,),
+    ) -> ResourcePool[R]: ...
+
+    @overload
+    async def create_pool(
+        self,
+        name: str,
+        factory: Callable[[], R],
+        *,
+        min_size: int = 0,
+        max_size: int = 10,
+        idle_timeout_s: float = 300.0,
+        acquire_timeout_s: float = 10.0,
+        validate: Callable[[R], bool | Awaitable[bool]] | None = None,
+        dispose: Callable[[R], object] | None = None,
+        broken_on: tuple[type[BaseException], ...] = (OSError,),
+    ) -> ResourcePool[R]: ...
 
     async def create_pool(
         self,

@@ -193,7 +193,7 @@ async def test_a_failing_factory_frees_its_slot(
             raise ConnectionRefusedError("no server")
         return Conn()
 
-    pool: ResourcePool[Conn] = await optimizer.create_pool("db", flaky, max_size=1)
+    await optimizer.create_pool("db", flaky, max_size=1)
 
     with pytest.raises(ConnectionRefusedError):
         await optimizer.get_from_pool("db")

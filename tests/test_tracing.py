@@ -277,6 +277,22 @@ def test_configure_tracing_writes_json_lines_to_a_file(tmp_path: Path) -> None:
     )
 
 
+def test_a_sample_ratio_of_zero_records_no_span(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    provider = configure_tracing(
+        "jsonl", path=str(path), sample_ratio=0.0, set_global=False
+    )
+    try:
+        with command_span("create", "users") as span:
+            recording = span.is_recording()
+    finally:
+        provider.shutdown()
+        use_tracer_provider(None)
+
+    assert not recording
+    assert path.read_text() == ""
+
+
 def test_configure_tracing_builds_an_otlp_provider() -> None:
     provider = configure_tracing(
         "otlp", endpoint="http://127.0.0.1:9/v1/traces", set_global=False
@@ -292,6 +308,8 @@ def test_configure_tracing_rejects_bad_options() -> None:
         configure_tracing("zipkin")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs path"):
         configure_tracing("jsonl")
+    with pytest.raises(ValueError, match="sample_ratio must be within"):
+        configure_tracing("console", sample_ratio=1.5)
 
 
 def test_configure_tracing_without_the_sdk_says_which_extra_to_install(
