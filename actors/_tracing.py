@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -87,6 +88,8 @@ _suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "actorlog_tracing_suppressed", default=False
 )
 _own_provider: TracerProvider | None = None
+_UNKNOWN = object()
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 _cached: tuple[TracerProvider, Tracer] | None = None
 
 
@@ -102,12 +105,27 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
     _cached = None
 
 
+def _global_provider() -> TracerProvider | None:
+    # trace.get_tracer_provider() reads os.environ on every call until a
+    # provider is set, which is half the cost of an untraced command span.
+    # Read the API's global directly while it is unset and no provider is
+    # named in the environment; anything unexpected takes the public path.
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None and not _PROVIDER_FROM_ENV:
+        return None
+    if isinstance(provider, TracerProvider):
+        return provider
+    return trace.get_tracer_provider()  # pragma: no cover - other API versions
+
+
 def _tracer() -> Tracer | None:
     global _cached  # noqa: PLW0603 - a cache of the setting above
     if _suppressed.get():
         return None
-    provider = _own_provider or trace.get_tracer_provider()
-    if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+    provider = _own_provider or _global_provider()
+    if provider is None or isinstance(
+        provider, ProxyTracerProvider | NoOpTracerProvider
+    ):
         return None
     cached = _cached
     if cached is not None and cached[0] is provider:
@@ -145,28 +163,28 @@ def record_error(span: Span, error: BaseException) -> None:
 class _SpanScope:
     """Starts a span on entry, makes it current, ends it on exit."""
 
-    __slots__ = ("_args", "_span", "_token")
+    __slots__ = ("_args", "_span", "_token", "_tracer")
 
     def __init__(
         self,
+        tracer: Tracer,
         name: str,
         kind: SpanKind,
         attributes: dict[str, Any],
+        *,
         links: list[Link] | None = None,
         parent: otel_context.Context | None = None,
     ) -> None:
+        self._tracer = tracer
         self._args = (name, kind, attributes, links, parent)
         self._span: Span | None = None
         self._token: contextvars.Token[otel_context.Context] | None = None
 
     def __enter__(self) -> Span:
-        tracer = _tracer()
-        if tracer is None:
-            return INVALID_SPAN
         name, kind, attributes, links, parent = self._args
         # start_span and attach directly: start_as_current_span nests two
         # generator context managers, a fifth of an SDK span's cost.
-        span = tracer.start_span(
+        span = self._tracer.start_span(
             name,
             context=parent,
             kind=kind,
@@ -186,13 +204,28 @@ class _SpanScope:
         tb: TracebackType | None,
     ) -> None:
         span, token = self._span, self._token
-        if span is None or token is None:
+        if span is None or token is None:  # pragma: no cover - entered once
             return
         self._span = self._token = None
         if exc is not None:
             record_error(span, exc)
         otel_context.detach(token)
         span.end()
+
+
+class _NoSpan:
+    """What every helper returns when no span is recorded: does nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        return INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
 
 
 def _messaging(operation: str, operation_type: str, destination: str) -> dict[str, Any]:
@@ -220,12 +253,15 @@ def command_span(
         command_id: The command's idempotency key, if any.
 
     """
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
     attributes = _messaging(name, "send", collection)
     if record_id is not None:
         attributes["actorlog.record.id"] = record_id
     if command_id is not None:
         attributes["messaging.message.id"] = command_id
-    return _SpanScope(f"{name} {collection}", SpanKind.PRODUCER, attributes)
+    return _SpanScope(tracer, f"{name} {collection}", SpanKind.PRODUCER, attributes)
 
 
 def append_span(
@@ -238,9 +274,12 @@ def append_span(
         event_count: How many events the append carries.
 
     """
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
     attributes = _messaging("append", "send", destination)
     attributes["messaging.batch.message_count"] = event_count
-    return _SpanScope(f"append {destination}", SpanKind.PRODUCER, attributes)
+    return _SpanScope(tracer, f"append {destination}", SpanKind.PRODUCER, attributes)
 
 
 def receive_span(
@@ -254,9 +293,14 @@ def receive_span(
         message_type: The message's type name.
 
     """
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
     attributes = _messaging(message_type, "process", actor)
     parent = extract(carrier) if carrier else None
-    return _SpanScope(f"process {actor}", SpanKind.CONSUMER, attributes, None, parent)
+    return _SpanScope(
+        tracer, f"process {actor}", SpanKind.CONSUMER, attributes, parent=parent
+    )
 
 
 def fold_span(
@@ -271,6 +315,9 @@ def fold_span(
             32 distinct ones become links.
 
     """
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
     attributes = _messaging("fold", "process", projection)
     attributes["messaging.consumer.group.name"] = projection
     attributes["actorlog.position"] = position
@@ -283,7 +330,9 @@ def fold_span(
         link = link_to(header)
         if link is not None:
             links.append(link)
-    return _SpanScope(f"process {projection}", SpanKind.CONSUMER, attributes, links)
+    return _SpanScope(
+        tracer, f"process {projection}", SpanKind.CONSUMER, attributes, links=links
+    )
 
 
 def workflow_span(
@@ -298,38 +347,49 @@ def workflow_span(
             execution resumed after a crash links to its first trace).
 
     """
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
     attributes: dict[str, Any] = {
         "actorlog.workflow.name": workflow,
         "actorlog.workflow.execution_id": execution_id,
     }
     link = link_to(traceparent) if traceparent else None
     links = [link] if link is not None else None
-    return _SpanScope(f"execute {workflow}", SpanKind.INTERNAL, attributes, links)
+    return _SpanScope(
+        tracer, f"execute {workflow}", SpanKind.INTERNAL, attributes, links=links
+    )
 
 
 def step_span(
     step: str, *, execution_id: str, attempt: int
 ) -> contextlib.AbstractContextManager[Span]:
     """A span for one attempt of a workflow step (``step validate``)."""
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
     attributes: dict[str, Any] = {
         "actorlog.workflow.execution_id": execution_id,
         "actorlog.workflow.step": step,
         "actorlog.workflow.attempt": attempt,
     }
-    return _SpanScope(f"step {step}", SpanKind.INTERNAL, attributes)
+    return _SpanScope(tracer, f"step {step}", SpanKind.INTERNAL, attributes)
 
 
 def sync_span(
     collection: str, *, source: str, target: str
 ) -> contextlib.AbstractContextManager[Span]:
     """A span for one sync of ``collection`` between two replicas."""
+    tracer = _tracer()
+    if tracer is None:
+        return _NO_SPAN
     attributes: dict[str, Any] = {
         "actorlog.sync.source": source,
         "actorlog.sync.target": target,
         "messaging.system": MESSAGING_SYSTEM,
         "messaging.destination.name": collection,
     }
-    return _SpanScope(f"sync {collection}", SpanKind.CLIENT, attributes)
+    return _SpanScope(tracer, f"sync {collection}", SpanKind.CLIENT, attributes)
 
 
 def inject(carrier: MutableMapping[str, str] | None = None) -> dict[str, str]:
