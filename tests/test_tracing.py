@@ -13,7 +13,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 from opentelemetry.trace import INVALID_SPAN, SpanKind, StatusCode
+from opentelemetry.util._once import Once
 
+import actors
 from actors import TracingNotAvailableError, configure_tracing
 from actors._tracing import (
     append_span,
@@ -341,3 +343,46 @@ def test_configure_tracing_installs_a_global_console_provider() -> None:
 
     assert '"name": "create users"' in done.stdout
     assert '"service.name": "demo"' in done.stdout
+
+
+def test_every_helper_is_a_no_op_without_an_sdk() -> None:
+    helpers = [
+        command_span("create", "users"),
+        append_span("records/users/u1", event_count=1),
+        receive_span("users", {"traceparent": "x"}, message_type="Create"),
+        fold_span("records", position=1),
+        workflow_span("signup", "e1"),
+        step_span("validate", execution_id="e1", attempt=1),
+        sync_span("users", source="a", target="b"),
+    ]
+
+    for helper in helpers:
+        with helper as span:
+            assert span is INVALID_SPAN
+
+
+def test_a_provider_set_globally_is_used_and_configure_can_set_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    path = tmp_path / "spans.jsonl"
+
+    provider = configure_tracing("jsonl", path=str(path))
+    with command_span("create", "users"):
+        pass
+    provider.shutdown()
+
+    assert trace.get_tracer_provider() is provider
+    assert orjson.loads(path.read_text())["name"] == "create users"
+
+
+def test_the_observability_surface_is_exported() -> None:
+    assert {
+        "BoundedCache",
+        "MonitoringSystem",
+        "PerformanceOptimizer",
+        "PoolExhaustedError",
+        "TracingNotAvailableError",
+        "configure_tracing",
+    } <= set(actors.__all__)
