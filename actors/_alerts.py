@@ -145,6 +145,7 @@ class Alert:
         self.last_resolved: float | None = None
         self.last_value: float | None = None
         self.fire_count = 0
+        self.last_checked: float | None = None
 
     @property
     def for_s(self) -> float:

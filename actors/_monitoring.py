@@ -105,6 +105,9 @@ class MonitoringSystem:
         max_series: Series kept in all (a bound on tag cardinality).
         max_logs: Log entries kept (the oldest go first).
         max_error_groups: Error groups kept.
+        alert_interval_s: A rule is checked when its metric is recorded, at
+            most once per this many seconds (a percentile sorts a window:
+            checking on every sample would tax the hot path).
         meter: The OpenTelemetry meter; ``actorlog``'s global one if omitted.
 
     """
@@ -118,9 +121,13 @@ class MonitoringSystem:
         max_series: int = 1000,
         max_logs: int = 10_000,
         max_error_groups: int = 500,
+        alert_interval_s: float = 1.0,
         meter: metrics.Meter | None = None,
     ) -> None:
+        if alert_interval_s < 0:
+            raise ValueError(f"alert_interval_s must be >= 0, not {alert_interval_s}")
         self._store = store
+        self._alert_interval_s = alert_interval_s
         self._clock = clock
         self._lock = threading.RLock()
         self._metrics = Metrics(
@@ -139,13 +146,18 @@ class MonitoringSystem:
     def _record(
         self, name: str, kind: MetricKind, value: float, tags: Tags | None
     ) -> None:
+        now = self._clock()
         with self._lock:
-            series = self._metrics.record(name, kind, value, tags, self._clock())
+            series = self._metrics.record(name, kind, value, tags, now)
             due = [
                 alert
                 for alert in self._alerts.values()
                 if isinstance(alert.condition, AlertRule)
                 and alert.condition.metric == name
+                and (
+                    alert.last_checked is None
+                    or now - alert.last_checked >= self._alert_interval_s
+                )
             ]
         if series is not None:
             for alert in due:
@@ -338,6 +350,7 @@ class MonitoringSystem:
         fire = resolve = False
         with self._lock:
             alert.last_value = value
+            alert.last_checked = now
             if holds and alert.state == "ok":
                 alert.state = "pending"
                 alert.pending_since = now

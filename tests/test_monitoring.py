@@ -481,3 +481,21 @@ def test_the_dashboard_exports_as_json_and_as_self_contained_html(
     assert "&lt;users&gt;" in as_html
     with pytest.raises(ValueError, match="'json' or 'html'"):
         monitoring.export_dashboard("pdf")  # type: ignore[arg-type]
+
+
+def test_rules_are_checked_at_most_once_per_interval_when_recording(
+    clock: Clock,
+) -> None:
+    monitoring = MonitoringSystem(clock=clock, alert_interval_s=1.0)
+    monitoring.set_alert("high", {"metric": "load", "op": ">", "value": 10})
+
+    monitoring.record_gauge("load", 1)
+    monitoring.record_gauge("load", 20)
+    unchecked = monitoring.get_alerts()[0]["state"]
+    clock.now += 1
+    monitoring.record_gauge("load", 20)
+
+    assert unchecked == "ok"
+    assert monitoring.get_alerts()[0]["state"] == "firing"
+    with pytest.raises(ValueError, match="alert_interval_s must be >= 0"):
+        MonitoringSystem(alert_interval_s=-1)
