@@ -16,7 +16,7 @@ from actors._observability_errors import (
 )
 from actors._optimizer import PerformanceOptimizer
 from actors._pool import ResourcePool
-from actors._tracing import configure_tracing
+from actors._tracing import configure_tracing, export_trace
 
 __all__ = [
     "BoundedCache",
@@ -32,6 +32,7 @@ __all__ = [
     "UnknownPoolError",
     "UnknownProfileError",
     "configure_tracing",
+    "export_trace",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

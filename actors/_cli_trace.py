@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from actors._observability_errors import TraceExportError, TracingNotAvailableError
+from actors._tracing import export_trace
 from eventstore import EventStoreError, LmdbEventStore
 
 __all__ = ["trace"]
@@ -59,28 +60,16 @@ def export(  # noqa: PLR0917 - click passes each option by position
     if store_path is None:
         raise click.UsageError("no store: give --store PATH")
     try:
-        from actors._trace_export import (  # noqa: PLC0415 - needs the otel extra
-            execution_spans,
-            export_spans,
-            stream_spans,
-        )
-    except ImportError as error:
-        message = f"trace export needs pip install 'actorlog[otel]' ({error})"
-        raise click.ClickException(message) from error
-
-    try:
         with LmdbEventStore.open(store_path, readonly=True) as store:
-            if execution is not None:
-                spans = execution_spans(store, execution)
-            else:
-                spans = stream_spans(store, str(stream))
-        count = export_spans(
-            spans,
-            to=to,
-            endpoint=endpoint,
-            path=output,
-            out=sys.stdout,
-        )
+            count = export_trace(
+                store,
+                execution_id=execution,
+                stream=stream,
+                to=to,  # type: ignore[arg-type]
+                endpoint=endpoint,
+                path=output,
+                out=sys.stdout,
+            )
     except (TraceExportError, TracingNotAvailableError, EventStoreError) as error:
         raise click.ClickException(str(error)) from error
     if to == "otlp" or output is not None:

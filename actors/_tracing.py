@@ -54,7 +54,12 @@ from opentelemetry.trace import (
 from actors._observability_errors import TracingNotAvailableError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import IO
+
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+
+    from eventstore import EventStore
 
 __all__ = [
     "MESSAGING_SYSTEM",
@@ -62,6 +67,7 @@ __all__ = [
     "command_span",
     "configure_tracing",
     "current_traceparent",
+    "export_trace",
     "extract",
     "fold_span",
     "format_traceparent",
@@ -547,3 +553,56 @@ def configure_tracing(
         use_tracer_provider(provider)
     logger.info("tracing configured: exporter %s, service %s", exporter, service_name)
     return provider
+
+
+def export_trace(
+    store: EventStore,
+    *,
+    execution_id: str | None = None,
+    stream: str | None = None,
+    to: Literal["console", "otlp", "jsonl"] = "console",
+    endpoint: str | None = None,
+    path: str | Path | None = None,
+    out: IO[str] | None = None,
+) -> int:
+    """Export a recorded execution, or a stream's history, as spans.
+
+    Span times are those the log recorded; trace and span ids are derived
+    from the store's replica id, so exporting twice gives the same ids.
+
+    Args:
+        store: The store (open it read-only beside a running application).
+        execution_id: The workflow execution to export, or
+        stream: the stream whose history to export (give exactly one).
+        to: ``"console"``, ``"otlp"`` or ``"jsonl"``.
+        endpoint: The OTLP/HTTP traces URL, for ``otlp``.
+        path: The file for ``jsonl``; ``out`` (stdout) if omitted.
+        out: The text stream for ``console`` and path-less ``jsonl``.
+
+    Returns:
+        How many spans were exported.
+
+    Raises:
+        TracingNotAvailableError: If the ``otel`` extra is not installed.
+        TraceExportError: If there is no such history, or the export failed.
+        ValueError: If not exactly one of ``execution_id`` and ``stream``.
+
+    """
+    if (execution_id is None) == (stream is None):
+        raise ValueError("give exactly one of execution_id and stream")
+    try:
+        from actors._trace_export import (  # noqa: PLC0415 - optional extra
+            execution_spans,
+            export_spans,
+            stream_spans,
+        )
+    except ImportError as error:
+        raise TracingNotAvailableError(
+            "trace export needs the OpenTelemetry SDK: pip install "
+            f"'actorlog[otel]' ({error})"
+        ) from error
+    if execution_id is not None:
+        spans = execution_spans(store, execution_id)
+    else:
+        spans = stream_spans(store, str(stream))
+    return export_spans(spans, to=to, endpoint=endpoint, path=path, out=out)

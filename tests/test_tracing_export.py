@@ -1,4 +1,5 @@
 import datetime as dt
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from actors import TraceExportError
+from actors import TraceExportError, TracingNotAvailableError, export_trace
 from actors._cli_trace import trace
 from actors._trace_export import (
     execution_spans,
@@ -433,3 +434,49 @@ def test_cli_errors_name_what_is_wrong(
 
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_export_trace_sends_an_execution_or_a_stream(
+    store: LmdbEventStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "out.jsonl"
+
+    execution_count = export_trace(store, execution_id="e3", to="jsonl", path=path)
+    stream_count = export_trace(store, stream="records/users/u1", to="jsonl", path=path)
+
+    names = [orjson.loads(line)["name"] for line in path.read_text().splitlines()]
+    assert (execution_count, stream_count) == (2, 3)
+    assert names[:2] == ["execute sync", "step orphan"]
+    assert names[2] == "history records/users/u1"
+    with pytest.raises(ValueError, match="exactly one of execution_id and stream"):
+        export_trace(store)
+
+
+def test_export_without_the_sdk_says_which_extra_to_install(
+    store: LmdbEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "actors._trace_export", None)
+
+    with pytest.raises(TracingNotAvailableError, match=r"actorlog\[otel\]"):
+        export_trace(store, execution_id="e1")
+
+
+def test_cli_export_without_the_sdk_says_which_extra_to_install(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "actors._trace_export", None)
+
+    result = CliRunner().invoke(
+        trace, ["export", "--execution", "e1", "--store", str(store_path)]
+    )
+    assert result.exit_code == 1
+    assert "actorlog[otel]" in result.output
+
+
+def test_a_read_only_store_can_be_read_again_and_again(store: LmdbEventStore) -> None:
+    first = [event.position for event in store.read_stream(workflow_stream("e1"))]
+    second = [event.position for event in store.read_stream(workflow_stream("e1"))]
+
+    assert first == second
+    assert len(first) == 10
+    assert store.meta()["replica_id"] == store.meta()["replica_id"]
