@@ -16,7 +16,7 @@ from actors._observability_errors import (
 )
 from actors._optimizer import PerformanceOptimizer
 from actors._pool import ResourcePool
-from actors._tracing import configure_tracing, export_trace
+from actors._tracing_setup import configure_tracing, export_trace
 
 __all__ = [
     "BoundedCache",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from actors._observability_errors import TraceExportError, TracingNotAvailableError
-from actors._tracing import export_trace
+from actors._tracing_setup import export_trace
 from eventstore import EventStoreError, LmdbEventStore
 
 __all__ = ["trace"]

@@ -31,43 +31,37 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import (
     INVALID_SPAN,
     Link,
-    NonRecordingSpan,
     NoOpTracerProvider,
     ProxyTracerProvider,
     Span,
-    SpanContext,
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
     Tracer,
     TracerProvider,
 )
 
-from actors._observability_errors import TracingNotAvailableError
-
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import IO
-
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-
-    from eventstore import EventStore
+from actors._trace_context import (
+    attach_traceparent,
+    current_traceparent,
+    format_traceparent,
+    link_to,
+    parse_traceparent,
+)
 
 __all__ = [
     "MESSAGING_SYSTEM",
     "append_span",
+    "attach_traceparent",
     "command_span",
-    "configure_tracing",
     "current_traceparent",
-    "export_trace",
     "extract",
     "fold_span",
     "format_traceparent",
@@ -75,6 +69,7 @@ __all__ = [
     "link_to",
     "parse_traceparent",
     "receive_span",
+    "record_error",
     "step_span",
     "suppress_tracing",
     "sync_span",
@@ -88,7 +83,6 @@ logger = logging.getLogger(__name__)
 MESSAGING_SYSTEM = "actorlog"
 _SCOPE = "actorlog"
 _MAX_LINKS = 32
-Exporter = Literal["console", "otlp", "jsonl"]
 
 _suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "actorlog_tracing_suppressed", default=False
@@ -422,187 +416,3 @@ def extract(carrier: Mapping[str, str] | None) -> otel_context.Context:
     if not carrier:
         return otel_context.Context()
     return propagate.extract(carrier)
-
-
-def format_traceparent(span_context: SpanContext) -> str:
-    """The W3C ``traceparent`` header of ``span_context``."""
-    return (
-        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
-        f"{int(span_context.trace_flags):02x}"
-    )
-
-
-def parse_traceparent(header: str) -> SpanContext | None:
-    """The remote span context of a W3C ``traceparent``; None if malformed."""
-    parts = header.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:  # noqa: PLR2004 - the W3C layout
-        return None
-    try:
-        trace_id = int(parts[1], 16)
-        span_id = int(parts[2], 16)
-        flags = int(parts[3][:2], 16)
-    except ValueError:
-        return None
-    context = SpanContext(
-        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags)
-    )
-    return context if context.is_valid else None
-
-
-def current_traceparent() -> str | None:
-    """The ``traceparent`` of the current span, for ``EventMetadata``."""
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
-        return None
-    return format_traceparent(span_context)
-
-
-def link_to(traceparent: str | None) -> Link | None:
-    """A span link to the trace a stored event names; None if it names none."""
-    if not traceparent:
-        return None
-    span_context = parse_traceparent(traceparent)
-    return Link(span_context) if span_context is not None else None
-
-
-@contextlib.contextmanager
-def attach_traceparent(traceparent: str | None) -> Iterator[None]:
-    """Make a stored ``traceparent`` the current context in the block."""
-    span_context = parse_traceparent(traceparent) if traceparent else None
-    if span_context is None:
-        yield
-        return
-    token = otel_context.attach(
-        trace.set_span_in_context(NonRecordingSpan(span_context))
-    )
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
-
-
-def configure_tracing(
-    exporter: Exporter = "console",
-    *,
-    endpoint: str | None = None,
-    path: str | None = None,
-    service_name: str = "actorlog",
-    sample_ratio: float = 1.0,
-    set_global: bool = True,
-) -> SdkTracerProvider:
-    """Set up the OpenTelemetry SDK for an application in one call.
-
-    Args:
-        exporter: ``"console"`` (stdout), ``"otlp"`` (OTLP over HTTP) or
-            ``"jsonl"`` (one JSON span per line in a file).
-        endpoint: The OTLP/HTTP traces URL (``http://host:4318/v1/traces``);
-            the exporter's default (or ``OTEL_EXPORTER_OTLP_*``) if omitted.
-        path: The file of the ``jsonl`` exporter (required for it).
-        service_name: The ``service.name`` resource attribute.
-        sample_ratio: The share of traces recorded (their root decides;
-            children follow their parent). An unsampled span costs a small
-            fraction of a recorded one.
-        set_global: Install the provider as OpenTelemetry's global one (it
-            can be set once per process); otherwise only actorlog uses it.
-
-    Returns:
-        The SDK tracer provider; call its ``shutdown()`` to flush at exit.
-
-    Raises:
-        TracingNotAvailableError: If the ``otel`` extra is not installed.
-        ValueError: If the exporter is unknown or its options are missing.
-
-    """
-    if exporter not in ("console", "otlp", "jsonl"):
-        raise ValueError(
-            f"exporter must be 'console', 'otlp' or 'jsonl', not {exporter!r}"
-        )
-    if not 0.0 <= sample_ratio <= 1.0:
-        raise ValueError(f"sample_ratio must be within [0, 1], not {sample_ratio}")
-    if exporter == "jsonl" and not path:
-        raise ValueError("the 'jsonl' exporter needs path=... (the file to write)")
-    try:
-        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - optional extra
-        from opentelemetry.sdk.trace import TracerProvider as SdkProvider  # noqa: PLC0415
-        from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
-            BatchSpanProcessor,
-            SpanExporter,
-        )
-        from opentelemetry.sdk.trace.sampling import (  # noqa: PLC0415
-            ParentBased,
-            TraceIdRatioBased,
-        )
-
-        from actors._trace_jsonl import make_exporter  # noqa: PLC0415
-    except ImportError as error:
-        raise TracingNotAvailableError(
-            "tracing needs the OpenTelemetry SDK: pip install 'actorlog[otel]' "
-            f"({error})"
-        ) from error
-
-    span_exporter: SpanExporter = make_exporter(exporter, endpoint=endpoint, path=path)
-    provider = SdkProvider(
-        resource=Resource.create({"service.name": service_name}),
-        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
-    )
-    provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    if set_global:
-        trace.set_tracer_provider(provider)
-        use_tracer_provider(None)
-    else:
-        use_tracer_provider(provider)
-    logger.info("tracing configured: exporter %s, service %s", exporter, service_name)
-    return provider
-
-
-def export_trace(
-    store: EventStore,
-    *,
-    execution_id: str | None = None,
-    stream: str | None = None,
-    to: Literal["console", "otlp", "jsonl"] = "console",
-    endpoint: str | None = None,
-    path: str | Path | None = None,
-    out: IO[str] | None = None,
-) -> int:
-    """Export a recorded execution, or a stream's history, as spans.
-
-    Span times are those the log recorded; trace and span ids are derived
-    from the store's replica id, so exporting twice gives the same ids.
-
-    Args:
-        store: The store (open it read-only beside a running application).
-        execution_id: The workflow execution to export, or
-        stream: the stream whose history to export (give exactly one).
-        to: ``"console"``, ``"otlp"`` or ``"jsonl"``.
-        endpoint: The OTLP/HTTP traces URL, for ``otlp``.
-        path: The file for ``jsonl``; ``out`` (stdout) if omitted.
-        out: The text stream for ``console`` and path-less ``jsonl``.
-
-    Returns:
-        How many spans were exported.
-
-    Raises:
-        TracingNotAvailableError: If the ``otel`` extra is not installed.
-        TraceExportError: If there is no such history, or the export failed.
-        ValueError: If not exactly one of ``execution_id`` and ``stream``.
-
-    """
-    if (execution_id is None) == (stream is None):
-        raise ValueError("give exactly one of execution_id and stream")
-    try:
-        from actors._trace_export import (  # noqa: PLC0415 - optional extra
-            execution_spans,
-            export_spans,
-            stream_spans,
-        )
-    except ImportError as error:
-        raise TracingNotAvailableError(
-            "trace export needs the OpenTelemetry SDK: pip install "
-            f"'actorlog[otel]' ({error})"
-        ) from error
-    if execution_id is not None:
-        spans = execution_spans(store, execution_id)
-    else:
-        spans = stream_spans(store, str(stream))
-    return export_spans(spans, to=to, endpoint=endpoint, path=path, out=out)
