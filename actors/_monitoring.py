@@ -18,8 +18,6 @@ import inspect
 import logging
 import threading
 import time
-import traceback
-from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -36,62 +34,19 @@ from actors._alerts import (
     alert_stream,
     parse_rule,
 )
+from actors._logbook import ErrorBook, LogBook, LogEntry, parse_level
 from actors._metrics import MetricKind, Metrics, Tags, summarise
 from actors._monitoring_html import render_html
 from actors._observability_errors import UnknownAlertError
 from actors._tracing import current_traceparent
 from eventstore import AppendResult, EventMetadata, EventStore, NewEvent
 
-__all__ = ["LEVELS", "ErrorGroup", "LogEntry", "MonitoringSystem"]
+__all__ = ["MonitoringSystem"]
 
 logger = logging.getLogger(__name__)
 app_logger = logging.getLogger("actors.monitoring.app")
 
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
-_LOG_FILTER_KEYS = {"level", "text", "since", "until", "limit"}
 _POINTS_SHOWN = 120
-
-
-class LogEntry(msgspec.Struct, frozen=True):
-    """One application log entry kept by the monitoring system."""
-
-    at: float
-    level: str
-    message: str
-    data: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class ErrorGroup(msgspec.Struct):
-    """Errors of one type raised at one place, counted."""
-
-    type: str
-    where: str
-    count: int
-    first_seen: float
-    last_seen: float
-    last_message: str
-
-
-def _place(error: BaseException) -> str:
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames:
-        return "unknown"
-    frame = frames[-1]
-    return f"{frame.filename}:{frame.lineno} in {frame.name}"
-
-
-def _level(level: str | int) -> tuple[str, int]:
-    if isinstance(level, int):
-        name = logging.getLevelName(level).lower()
-        if name not in LEVELS:
-            raise ValueError(
-                f"log level {level} is not one of {sorted(LEVELS.values())}"
-            )
-        return name, level
-    number = LEVELS.get(level.lower())
-    if number is None:
-        raise ValueError(f"log level {level!r} is not one of {list(LEVELS)}")
-    return level.lower(), number
 
 
 class MonitoringSystem:
@@ -134,9 +89,8 @@ class MonitoringSystem:
             window_size=window_size, max_series=max_series, meter=meter
         )
         self._alerts: dict[str, Alert] = {}
-        self._logs: deque[LogEntry] = deque(maxlen=max_logs)
-        self._errors: dict[tuple[str, str], ErrorGroup] = {}
-        self._max_error_groups = max_error_groups
+        self._logs = LogBook(max_logs)
+        self._errors = ErrorBook(max_error_groups)
         self._pending: set[concurrent.futures.Future[AppendResult]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dashboard: dict[str, Any] | None = None
@@ -462,10 +416,9 @@ class MonitoringSystem:
         self, level: str | int, message: str, data: Mapping[str, Any] | None = None
     ) -> None:
         """Keep a log entry (and pass it to the ``actors.monitoring.app`` logger)."""
-        name, number = _level(level)
+        name, number = parse_level(level)
         entry = LogEntry(self._clock(), name, message, dict(data or {}))
-        with self._lock:
-            self._logs.append(entry)
+        self._logs.add(entry)
         app_logger.log(number, "%s %s", message, entry.data or "")
 
     def get_logs(self, filter: Mapping[str, Any] | None = None) -> list[LogEntry]:  # noqa: A002 - the specification's name
@@ -480,52 +433,15 @@ class MonitoringSystem:
             ValueError: If the filter has an unknown key or a bad level.
 
         """
-        wanted = dict(filter or {})
-        unknown = set(wanted) - _LOG_FILTER_KEYS
-        if unknown:
-            raise ValueError(
-                f"unknown log filter keys {sorted(unknown)}; "
-                f"use {sorted(_LOG_FILTER_KEYS)}"
-            )
-        minimum = _level(wanted["level"])[1] if "level" in wanted else 0
-        text = str(wanted.get("text", "")).lower()
-        since = wanted.get("since")
-        until = wanted.get("until")
-        with self._lock:
-            entries = [
-                entry
-                for entry in self._logs
-                if LEVELS[entry.level] >= minimum
-                and text in entry.message.lower()
-                and (since is None or entry.at >= since)
-                and (until is None or entry.at <= until)
-            ]
-        limit = wanted.get("limit")
-        return entries[-limit:] if limit else entries
+        return self._logs.query(dict(filter or {}))
 
     def clear_logs(self) -> None:
         """Forget every kept log entry."""
-        with self._lock:
-            self._logs.clear()
+        self._logs.clear()
 
     def record_error(self, error: BaseException, *, where: str | None = None) -> None:
         """Count ``error`` in its group: its type and where it was raised."""
-        place = where or _place(error)
-        key = (type(error).__qualname__, place)
-        now = self._clock()
-        with self._lock:
-            group = self._errors.get(key)
-            if group is not None:
-                group.count += 1
-                group.last_seen = now
-                group.last_message = str(error)
-                return
-            if len(self._errors) >= self._max_error_groups:
-                logger.warning(
-                    "error group %s dropped: %d groups kept", key, len(self._errors)
-                )
-                return
-            self._errors[key] = ErrorGroup(key[0], place, 1, now, now, str(error))
+        self._errors.record(error, where, self._clock())
 
     @contextlib.contextmanager
     def track_errors(self, where: str | None = None) -> Iterator[None]:
@@ -538,9 +454,7 @@ class MonitoringSystem:
 
     def get_errors(self) -> list[dict[str, Any]]:
         """The error groups, the most frequent first."""
-        with self._lock:
-            groups = sorted(self._errors.values(), key=lambda group: -group.count)
-            return [msgspec.to_builtins(group) for group in groups]
+        return self._errors.groups()
 
     # -- the dashboard ----------------------------------------------------
 
@@ -559,8 +473,6 @@ class MonitoringSystem:
                 }
                 for one in self._metrics.series()
             ]
-            levels = Counter(entry.level for entry in self._logs)
-            recent = [msgspec.to_builtins(entry) for entry in list(self._logs)[-20:]]
             dropped = self._metrics.dropped_series
         return {
             "generated_at": self._clock(),
@@ -568,11 +480,7 @@ class MonitoringSystem:
             "dropped_series": dropped,
             "alerts": self.get_alerts(),
             "errors": self.get_errors(),
-            "logs": {
-                "count": sum(levels.values()),
-                "by_level": dict(levels),
-                "recent": recent,
-            },
+            "logs": self._logs.summary(),
         }
 
     def update_dashboard(self) -> dict[str, Any]:
