@@ -1,45 +1,38 @@
 """``MonitoringSystem``: metrics, alerts, logs, error tracking, a dashboard.
 
 Design note. Every public method may be called from the event loop and
-from actor threads at once, so the state sits behind one lock; callbacks
-(an alert's) and appends run after the lock is released, so a callback may
-call back into the monitoring system. Nothing here blocks: alert events
-are appended with ``append_future`` and ``flush`` waits for them (at
-shutdown, or in tests). Memory is bounded everywhere: sample windows per
-series, a series count, the log ring and the error groups.
+from actor threads at once, so the state sits behind locks; alert
+callbacks and appends (``_alerting``) run after the lock is released, so a
+callback may call back into the monitoring system. Nothing here blocks:
+alert events are appended with ``append_future`` and ``flush`` waits for
+them (at shutdown, or in tests). Memory is bounded everywhere: sample
+windows per series, a series count, the log ring and the error groups.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
-import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
-import msgspec
 import orjson
 from opentelemetry import metrics
 
+from actors._alerting import AlertNotifier
 from actors._alerts import (
     Alert,
-    AlertFired,
     AlertNotice,
-    AlertResolved,
     AlertRule,
-    alert_stream,
     parse_rule,
 )
 from actors._logbook import ErrorBook, LogBook, LogEntry, parse_level
 from actors._metrics import MetricKind, Metrics, Tags, summarise
 from actors._monitoring_html import render_html
 from actors._observability_errors import UnknownAlertError
-from actors._tracing import current_traceparent
-from eventstore import AppendResult, EventMetadata, EventStore, NewEvent
+from eventstore import EventStore
 
 __all__ = ["MonitoringSystem"]
 
@@ -81,7 +74,6 @@ class MonitoringSystem:
     ) -> None:
         if alert_interval_s < 0:
             raise ValueError(f"alert_interval_s must be >= 0, not {alert_interval_s}")
-        self._store = store
         self._alert_interval_s = alert_interval_s
         self._clock = clock
         self._lock = threading.RLock()
@@ -91,8 +83,9 @@ class MonitoringSystem:
         self._alerts: dict[str, Alert] = {}
         self._logs = LogBook(max_logs)
         self._errors = ErrorBook(max_error_groups)
-        self._pending: set[concurrent.futures.Future[AppendResult]] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._notifier = AlertNotifier(
+            store, lambda error, where: self.record_error(error, where=where)
+        )
         self._dashboard: dict[str, Any] | None = None
 
     # -- metrics ----------------------------------------------------------
@@ -330,13 +323,7 @@ class MonitoringSystem:
             alert.pending_since = None
             alert.fire_count += 1
             alert.last_fired = alert.fired_at = now
-        logger.warning("alert %r fired (value %s)", alert.name, value)
-        self._append(
-            alert.name, "AlertFired", AlertFired(alert.name, value, data, manual)
-        )
-        if alert.callback is not None:
-            notice = AlertNotice(alert.name, value, now, data, manual)
-            self._call_back(alert, notice)
+        self._notifier.fired(alert, AlertNotice(alert.name, value, now, data, manual))
 
     def _resolve(self, alert: Alert, value: float | None) -> None:
         now = self._clock()
@@ -345,55 +332,7 @@ class MonitoringSystem:
             alert.state = "ok"
             alert.last_resolved = now
             alert.fired_at = None
-        logger.info("alert %r resolved after %.3f s", alert.name, firing_s)
-        self._append(
-            alert.name, "AlertResolved", AlertResolved(alert.name, value, firing_s)
-        )
-
-    def _call_back(self, alert: Alert, notice: AlertNotice) -> None:
-        assert alert.callback is not None  # noqa: S101 - checked by the caller
-        try:
-            result = alert.callback(notice)
-        except Exception as error:
-            logger.exception("alert %r: its callback raised", alert.name)
-            self.record_error(error, where=f"alert {alert.name} callback")
-            return
-        if not inspect.isawaitable(result):
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            if inspect.iscoroutine(result):
-                result.close()
-            logger.error(  # noqa: TRY400 - not an exception: a misuse
-                "alert %r: its async callback needs a running event loop", alert.name
-            )
-            return
-        task = loop.create_task(_await(result))
-        self._tasks.add(task)
-        task.add_done_callback(lambda done: self._callback_done(alert.name, done))
-
-    def _callback_done(self, name: str, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            logger.error("alert %r: its async callback raised %r", name, error)
-            self.record_error(error, where=f"alert {name} callback")
-
-    def _append(self, name: str, event_type: str, data: msgspec.Struct) -> None:
-        if self._store is None:
-            return
-        metadata = EventMetadata(traceparent=current_traceparent())
-        event = NewEvent(alert_stream(name), event_type, data, metadata)
-        future = self._store.append_future([event])
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._appended)
-
-    def _appended(self, future: concurrent.futures.Future[AppendResult]) -> None:
-        with self._lock:
-            self._pending.discard(future)
-        if (error := future.exception()) is not None:
-            logger.error("recording an alert transition failed: %r", error)
+        self._notifier.resolved(alert, value, firing_s)
 
     def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until recorded alert transitions are committed (blocking).
@@ -402,13 +341,7 @@ class MonitoringSystem:
             TimeoutError: If they are not committed within ``timeout_s``.
 
         """
-        with self._lock:
-            pending = list(self._pending)
-        _, waiting = concurrent.futures.wait(pending, timeout=timeout_s)
-        if waiting:
-            raise TimeoutError(
-                f"{len(waiting)} alert events not committed in {timeout_s} s"
-            )
+        self._notifier.flush(timeout_s)
 
     # -- logs and errors --------------------------------------------------
 
@@ -516,7 +449,3 @@ class MonitoringSystem:
                 snapshot, default=str, option=orjson.OPT_INDENT_2
             ).decode()
         return render_html(snapshot)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
