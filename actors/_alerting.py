@@ -20,7 +20,13 @@ import msgspec
 
 from actors._alerts import Alert, AlertFired, AlertNotice, AlertResolved, alert_stream
 from actors._trace_context import current_traceparent
-from eventstore import AppendResult, EventMetadata, EventStore, NewEvent
+from eventstore import (
+    AppendResult,
+    EventMetadata,
+    EventStore,
+    EventStoreError,
+    NewEvent,
+)
 
 __all__ = ["AlertNotifier"]
 
@@ -90,7 +96,12 @@ class AlertNotifier:
             return
         metadata = EventMetadata(traceparent=current_traceparent())
         event = NewEvent(alert_stream(name), event_type, data, metadata)
-        future = self._store.append_future([event])
+        try:
+            future = self._store.append_future([event])
+        except EventStoreError as error:
+            logger.error("alert %r: recording %s failed: %s", name, event_type, error)  # noqa: TRY400 - reported, not hidden
+            self._on_error(error, f"alert {name} record")
+            return
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._appended)

@@ -499,3 +499,22 @@ def test_rules_are_checked_at_most_once_per_interval_when_recording(
     assert monitoring.get_alerts()[0]["state"] == "firing"
     with pytest.raises(ValueError, match="alert_interval_s must be >= 0"):
         MonitoringSystem(alert_interval_s=-1)
+
+
+def test_an_alert_that_cannot_be_recorded_is_reported_not_raised(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "store"
+    LmdbEventStore.open(path).close()
+    with LmdbEventStore.open(path, readonly=True) as readonly:
+        monitoring = MonitoringSystem(clock=clock, store=readonly)
+        monitoring.set_alert("deep", {"metric": "queue", "op": ">", "value": 1})
+
+        with caplog.at_level(logging.ERROR):
+            monitoring.record_gauge("queue", 5)
+        monitoring.flush()
+
+    assert monitoring.get_alerts()[0]["state"] == "firing"
+    assert monitoring.get_errors()[0]["type"] == "ReadOnlyStoreError"
+    assert monitoring.get_errors()[0]["where"] == "alert deep record"
+    assert "recording AlertFired failed" in caplog.text
