@@ -36,6 +36,7 @@ from actors._tracing import (
     use_tracer_provider,
     workflow_span,
 )
+from eventstore import EventMetadata, LmdbEventStore, NewEvent, RecordCreated
 
 
 @pytest.fixture
@@ -386,3 +387,50 @@ def test_the_observability_surface_is_exported() -> None:
         "TracingNotAvailableError",
         "configure_tracing",
     } <= set(actors.__all__)
+
+
+def test_a_command_its_actor_its_events_and_their_fold_share_one_trace(
+    exported: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    with LmdbEventStore.open(tmp_path / "store") as store:
+        envelope: dict[str, str] = {}
+
+        def actor() -> None:
+            with receive_span("users", envelope, message_type="Create"):
+                event = NewEvent(
+                    "records/users/u1",
+                    "RecordCreated",
+                    RecordCreated("users", "u1", {"n": 1}),
+                    EventMetadata(traceparent=current_traceparent()),
+                )
+                with append_span("records/users/u1", event_count=1):
+                    store.append([event])
+
+        with command_span("create", "users", record_id="u1") as command:
+            inject(envelope)
+            thread = threading.Thread(target=actor)
+            thread.start()
+            thread.join(timeout=5)
+        stored = list(store.read_all())
+        with fold_span(
+            "records",
+            position=stored[-1].position,
+            traceparents=[event.metadata.traceparent for event in stored],
+        ):
+            pass
+
+    trace_id = command.get_span_context().trace_id
+    spans = {span.name: span for span in exported.get_finished_spans()}
+    for name in ("create users", "process users", "append records/users/u1"):
+        context = spans[name].context
+        assert context is not None
+        assert context.trace_id == trace_id
+    fold = spans["process records"]
+    assert fold.context is not None
+    assert fold.context.trace_id != trace_id
+    assert [link.context.trace_id for link in fold.links] == [trace_id]
+    header = stored[0].metadata.traceparent
+    assert header is not None
+    receiver = spans["process users"].context
+    assert receiver is not None
+    assert header.split("-")[2] == f"{receiver.span_id:016x}"
