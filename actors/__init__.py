@@ -2,6 +2,9 @@
 
 import logging
 
+from actors._cache import (
+    BoundedCache,
+)
 from actors._conflicts import (
     CONFLICT_STRATEGIES,
     ConflictStrategy,
@@ -15,6 +18,29 @@ from actors._conflicts import (
 from actors._dashboard import (
     DashboardError,
     DashboardServer,
+)
+from actors._monitoring import (
+    MonitoringSystem,
+)
+from actors._observability_errors import (
+    ObservabilityError,
+    OperationNotSupportedError,
+    PoolExhaustedError,
+    TraceExportError,
+    TracingNotAvailableError,
+    UnknownAlertError,
+    UnknownPoolError,
+    UnknownProfileError,
+)
+from actors._optimizer import (
+    PerformanceOptimizer,
+)
+from actors._pool import (
+    ResourcePool,
+)
+from actors._tracing_setup import (
+    configure_tracing,
+    export_trace,
 )
 from actors._workflows import (
     BreakerPolicy,
@@ -43,6 +69,7 @@ from actors._workflows import (
 
 __all__ = [
     "CONFLICT_STRATEGIES",
+    "BoundedCache",
     "BreakerPolicy",
     "CircuitOpenError",
     "Clock",
@@ -53,7 +80,13 @@ __all__ = [
     "ExecutionNotFoundError",
     "ExecutionStatus",
     "InvalidWorkflowError",
+    "MonitoringSystem",
+    "ObservabilityError",
+    "OperationNotSupportedError",
+    "PerformanceOptimizer",
+    "PoolExhaustedError",
     "Resolution",
+    "ResourcePool",
     "RetryPolicy",
     "StateMachine",
     "StateTransitioned",
@@ -61,7 +94,12 @@ __all__ = [
     "StepStatus",
     "StepTimeoutError",
     "SystemClock",
+    "TraceExportError",
+    "TracingNotAvailableError",
     "Transition",
+    "UnknownAlertError",
+    "UnknownPoolError",
+    "UnknownProfileError",
     "Version",
     "WorkflowBuilder",
     "WorkflowCancelledError",
@@ -72,6 +110,8 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowStateError",
     "check_strategy",
+    "configure_tracing",
+    "export_trace",
     "merge_data",
     "resolve",
 ]
