@@ -15,12 +15,20 @@ append is durable (in ``durable`` mode).
 
 Resizing the map requires that no transaction of this process is open,
 so readers hold a shared gate that the writer takes exclusively to resize.
+
+LMDB holds its write lock only during a transaction, so it cannot tell
+whether another process has the store open for writing. Each writable
+opener therefore holds an ``fcntl`` lock on ``actorlog.lock`` in the store
+directory: shared normally, exclusive for a job that must run alone (a
+projection rebuild from the CLI). The kernel drops it when the process
+dies, so a crash never leaves the store locked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
 import queue
@@ -42,6 +50,7 @@ from eventstore._errors import (
     ReadOnlyStoreError,
     StoreClosedError,
     StoreNotFoundError,
+    WriterBusyError,
 )
 from eventstore._tables import CORE_TABLES, META
 
@@ -52,6 +61,7 @@ logger = logging.getLogger(__name__)
 Durability = Literal["durable", "fast"]
 FORMAT = b"actorlog-1"
 _DEFAULT_MAP_SIZE = 256 * 1024 * 1024
+LOCK_FILE = "actorlog.lock"
 _MAX_BATCH_EVENTS = 20_000
 _STOP = object()
 
@@ -204,6 +214,7 @@ class LmdbEventStore(BaseStore):
         self._writer: threading.Thread | None = None
         self.map_resizes = 0
         self.commits = 0
+        self._lock_fd: int | None = None
 
     @classmethod
     def open(
@@ -215,6 +226,7 @@ class LmdbEventStore(BaseStore):
         map_size_bytes: int = _DEFAULT_MAP_SIZE,
         max_readers: int = 126,
         registry: EventRegistry | None = None,
+        exclusive: bool = False,
     ) -> LmdbEventStore:
         """Open the store at ``path``, creating it unless ``readonly``.
 
@@ -228,11 +240,16 @@ class LmdbEventStore(BaseStore):
             max_readers: LMDB reader slots (concurrent read transactions).
             registry: The event types to decode with; the default registry
                 if omitted.
+            exclusive: Refuse to open (and keep others from opening) while
+                another process has the store open for writing.
 
         Raises:
             StoreNotFoundError: If ``readonly`` and there is no store.
             NotAStoreError: If the path holds something else.
             StoreInUseError: If this process has the path open already.
+            WriterBusyError: If ``exclusive`` and another process has the
+                store open for writing, or another process holds it
+                exclusively.
 
         """
         if durability not in ("durable", "fast"):
@@ -251,8 +268,11 @@ class LmdbEventStore(BaseStore):
                 where, env, readonly=readonly, durability=durability, registry=registry
             )
             try:
+                if not readonly:
+                    store._lock_fd = _lock_writer(where, exclusive=exclusive)
                 store._initialise()
             except BaseException:
+                store._unlock()
                 env.close()
                 raise
             _open_paths[key] = store
@@ -396,6 +416,12 @@ class LmdbEventStore(BaseStore):
             if not self.readonly:
                 self._env.sync(force=True)
             self._env.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> Self:
         return self
@@ -484,6 +510,25 @@ def _complete(job: Job, outcome: object) -> None:
 def _has_foreign_data(txn: lmdb.Transaction) -> bool:
     cursor = txn.cursor()
     return any(key != META.encode() for key in cursor.iternext(values=False))
+
+
+def _lock_writer(where: Path, *, exclusive: bool) -> int:
+    """Take the writer lock of the store at ``where``; return its descriptor."""
+    fd = os.open(where / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        if exclusive:
+            raise WriterBusyError(
+                f"another process has the store at {where} open for writing "
+                "(is the application running?); stop it and try again"
+            ) from None
+        raise WriterBusyError(
+            f"another process holds the store at {where} exclusively "
+            "(a rebuild from the CLI?); wait for it to finish"
+        ) from None
+    return fd
 
 
 def _open_env(
