@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pykka
 
@@ -22,6 +22,9 @@ from eventstore import EventStore, StoredEvent, Subscription
 from projections._fold import Projection
 from projections._runner import fold_batch
 from projections._state import read_state
+
+if TYPE_CHECKING:
+    from eventstore._base import BaseStore
 
 __all__ = ["ProjectionActor"]
 
@@ -40,6 +43,7 @@ class ProjectionActor(pykka.ThreadingActor):
         store: The store (open for writing).
         projection: The projection.
         poll_s: The longest wait for new events before checking messages.
+        batch_size: The most events folded in one transaction.
         max_attempts: Tries of a failing event before it is parked.
         backoff_s: The first retry delay; it doubles per attempt.
         max_backoff_s: The longest retry delay.
@@ -53,6 +57,7 @@ class ProjectionActor(pykka.ThreadingActor):
         projection: Projection,
         *,
         poll_s: float = 0.2,
+        batch_size: int = 512,
         max_attempts: int = 5,
         backoff_s: float = 0.05,
         max_backoff_s: float = 5.0,
@@ -64,6 +69,7 @@ class ProjectionActor(pykka.ThreadingActor):
         self.store = store
         self.projection = projection
         self.poll_s = poll_s
+        self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -75,7 +81,12 @@ class ProjectionActor(pykka.ThreadingActor):
         """Follow the log from the stored checkpoint."""
         with self.store.read_views() as reader:
             checkpoint = read_state(reader, self.projection.name).checkpoint
-        self._subscription = self.store.subscribe(checkpoint + 1)
+        self._subscription = Subscription(
+            cast("BaseStore", self.store),
+            checkpoint + 1,
+            timeout_s=None,
+            batch_size=self.batch_size,
+        )
         logger.info(
             "projection %s follows the log from %d", self.projection.name, checkpoint
         )

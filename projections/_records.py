@@ -36,14 +36,20 @@ from eventstore import (
 from projections._errors import HandlerError, QueryError
 from projections._fold import Folder, Projection
 from projections._query import compile_where, query_rows
-from projections._state import CONTROL, other_slot, read_state, slot_table
+from projections._state import (
+    CONTROL,
+    SETTINGS_PREFIX,
+    other_slot,
+    read_state,
+    slot_table,
+)
 
 __all__ = ["Record", "RecordsProjection", "RecordsView", "ViewSource"]
 
 logger = logging.getLogger(__name__)
 
 NAME = "records"
-_INDEX_PREFIX = b"index:records:"
+_INDEX_PREFIX = SETTINGS_PREFIX + b"index:records:"
 _MAX_INDEXED_BYTES = 120
 _MAX_ID_BYTES = 200
 _COUNT = struct.Struct(">q")

@@ -25,9 +25,11 @@ from projections._fold import (
     fold,
     read_log,
 )
-from projections._records import RecordsProjection
+from projections._records import RecordsProjection, _after
 from projections._state import (
+    CONTROL,
     PARKED,
+    SETTINGS_PREFIX,
     ParkedEvent,
     delete_parked,
     other_slot,
@@ -301,8 +303,9 @@ def replay(
 ) -> MemoryEventStore:
     """Fold the log up to ``to_position`` into a temporary view in memory.
 
-    The live views are not touched. Read the result with the views'
-    readers (``RecordsView(temporary)``, ...).
+    The live views are not touched; the settings kept in the store (the
+    declared indexes) are. Read the result with the views' readers
+    (``RecordsView(temporary)``, ...).
 
     Raises:
         UnknownPositionError: If ``to_position`` is below 0 or past the head.
@@ -314,6 +317,14 @@ def replay(
             f"position {to_position} is not in the log (its head is {head})"
         )
     temporary = MemoryEventStore(registry=store.registry)
+    with store.read_views() as reader:
+        settings = list(reader.scan(CONTROL, SETTINGS_PREFIX, _after(SETTINGS_PREFIX)))
+
+    def copy(txn: ViewTxn) -> None:
+        for key, value in settings:
+            txn.put(CONTROL, key, value)
+
+    temporary.write_views(copy)
     chosen = list(projections)
     position = 0
     while position < to_position:

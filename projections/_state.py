@@ -22,6 +22,7 @@ from eventstore._tables import pack_position, unpack_position
 __all__ = [
     "CONTROL",
     "PARKED",
+    "SETTINGS_PREFIX",
     "ParkedEvent",
     "ProjectionState",
     "delete_parked",
@@ -36,6 +37,9 @@ __all__ = [
 CONTROL = view_table("projections")
 PARKED = view_table("projections.parked")
 _STATE_PREFIX = b"state:"
+# Settings (such as declared indexes) live in the control table under this
+# prefix: they are not derived from the log, so rebuilds and replays keep them.
+SETTINGS_PREFIX = b"setting:"
 
 
 class ProjectionState(msgspec.Struct, frozen=True, omit_defaults=True):

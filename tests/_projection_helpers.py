@@ -63,13 +63,17 @@ def run_workflow(store: EventStore, execution_id: str, *, fail: bool) -> None:
         WorkflowStepStarted(execution_id, "fetch", 1, f"{execution_id}:fetch:1"),
         WorkflowStepSucceeded(execution_id, "fetch", 1, [1, 2], 0.5),
         WorkflowStepStarted(execution_id, "save", 1, f"{execution_id}:save:1"),
-        WorkflowStepFailed(execution_id, "save", 1, "IOError", "disk", 0.1, True),
+        WorkflowStepFailed(
+            execution_id, "save", 1, "IOError", "disk", 0.1, will_retry=True
+        ),
         WorkflowStepRetried(execution_id, "save", 2, 0.2),
         WorkflowStepStarted(execution_id, "save", 2, f"{execution_id}:save:2"),
     ]
     if fail:
         events += [
-            WorkflowStepFailed(execution_id, "save", 2, "IOError", "full", 0.1, False),
+            WorkflowStepFailed(
+                execution_id, "save", 2, "IOError", "full", 0.1, will_retry=False
+            ),
             WorkflowFailed(execution_id, "save", "IOError", "full"),
         ]
     else:
