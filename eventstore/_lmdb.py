@@ -111,7 +111,7 @@ class _Gate:
 class _LmdbTables:
     """The tables of one LMDB transaction."""
 
-    __slots__ = ("_created", "_dbs", "_env", "_local", "_txn", "_write", "opened")
+    __slots__ = ("_created", "_dbs", "_env", "_txn", "_write")
 
     def __init__(
         self,
@@ -126,27 +126,19 @@ class _LmdbTables:
         self._dbs = dbs
         self._write = write
         self._created: list[str] = []
-        self._local: dict[str, Any] = {}
-        self.opened: list[str] = []
 
     def _db(self, table: str) -> Any:
         db = self._dbs.get(table)
         if db is not None:
             return db
         if not self._write:
-            # Valid for this read transaction only: never shared.
-            db = self._local.get(table)
-            if db is not None:
-                return db
             try:
                 db = self._env.open_db(table.encode(), txn=self._txn, create=False)
             except lmdb.NotFoundError:
                 return None
-            self._local[table] = db
-            self.opened.append(table)
-            return db
-        db = self._env.open_db(table.encode(), txn=self._txn, create=True)
-        self._created.append(table)
+        else:
+            db = self._env.open_db(table.encode(), txn=self._txn, create=True)
+            self._created.append(table)
         self._dbs[table] = db
         return db
 
@@ -326,11 +318,8 @@ class LmdbEventStore(BaseStore):
             except lmdb.NotFoundError:
                 raise NotAStoreError(f"{self.path} is not an actorlog store") from None
             found = txn.get(b"format", db=meta)
-            names = [bytes(name) for name in txn.cursor().iternext(values=False)]
         if found != FORMAT:
             raise NotAStoreError(f"{self.path} is not an actorlog store ({found!r})")
-        for name in names:
-            self._dbs[name.decode()] = self._env.open_db(name, create=False)
 
     # -- the backend ------------------------------------------------------
 
@@ -354,16 +343,10 @@ class LmdbEventStore(BaseStore):
         self._check_usable()
         with self._gate.shared():
             txn = self._begin(write=False)
-            tables = _LmdbTables(self._env, txn, self._dbs, write=False)
             try:
-                yield tables
+                yield _LmdbTables(self._env, txn, self._dbs, write=False)
             finally:
                 txn.abort()
-            if self.readonly:
-                # A handle opened in a read transaction dies with it: keep one
-                # opened outside any (a read-only store cannot write to open).
-                for table in tables.opened:
-                    self._dbs[table] = self._env.open_db(table.encode(), create=False)
 
     def _begin(self, *, write: bool) -> lmdb.Transaction:
         try:
