@@ -14,7 +14,14 @@ Futures complete only after the commit returned, so an acknowledged
 append is durable (in ``durable`` mode).
 
 Resizing the map requires that no transaction of this process is open,
-so readers hold a shared gate that the writer takes exclusively to resize.
+so readers hold a shared gate that the writer takes exclusively to resize
+(to grow the map, or to adopt a size another process set).
+
+LMDB frees a table handle opened in a transaction that is aborted, and a
+freed handle may later name another table. So read transactions are ended
+with a commit (the same as an abort for a reader, except that new handles
+are kept), and handles are opened under one lock: LMDB allows no two
+concurrent opens.
 """
 
 from __future__ import annotations
@@ -59,6 +66,17 @@ _open_paths: dict[str, LmdbEventStore] = {}
 _open_paths_lock = threading.Lock()
 
 
+def _forget_parent_stores() -> None:
+    # A child of fork() owns none of its parent's environments: it may open
+    # any path afresh, and the lock may have been held by a parent thread.
+    global _open_paths_lock  # noqa: PLW0603 - reset in the child only
+    _open_paths_lock = threading.Lock()
+    _open_paths.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parent_stores)
+
+
 class StoreInUseError(EventStoreError):
     """Raised when a path is opened twice in one process."""
 
@@ -71,18 +89,25 @@ class _Gate:
         self._readers = 0
         self._exclusive = False
 
+    def acquire_shared(self) -> None:
+        with self._condition:
+            if self._exclusive:
+                self._condition.wait_for(lambda: not self._exclusive)
+            self._readers += 1
+
+    def release_shared(self) -> None:
+        with self._condition:
+            self._readers -= 1
+            if not self._readers and self._exclusive:
+                self._condition.notify_all()
+
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
-        with self._condition:
-            self._condition.wait_for(lambda: not self._exclusive)
-            self._readers += 1
+        self.acquire_shared()
         try:
             yield
         finally:
-            with self._condition:
-                self._readers -= 1
-                if not self._readers:
-                    self._condition.notify_all()
+            self.release_shared()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -99,43 +124,50 @@ class _Gate:
 
 
 class _LmdbTables:
-    """The tables of one LMDB transaction."""
+    """The tables of one LMDB transaction.
 
-    __slots__ = ("_created", "_dbs", "_env", "_txn", "_write")
+    Handles opened here stay private to the transaction until
+    :meth:`publish` is called after it committed.
+    """
+
+    __slots__ = ("_dbs", "_env", "_local", "_open_lock", "_txn", "_write")
 
     def __init__(
         self,
         env: lmdb.Environment,
         txn: lmdb.Transaction,
         dbs: dict[str, Any],
+        open_lock: threading.Lock,
         *,
         write: bool,
     ) -> None:
         self._env = env
         self._txn = txn
         self._dbs = dbs
+        self._open_lock = open_lock
         self._write = write
-        self._created: list[str] = []
+        self._local: dict[str, Any] = {}
 
     def _db(self, table: str) -> Any:
-        db = self._dbs.get(table)
+        db = self._dbs.get(table) or self._local.get(table)
         if db is not None:
             return db
-        if not self._write:
+        with self._open_lock:
             try:
-                db = self._env.open_db(table.encode(), txn=self._txn, create=False)
+                db = self._env.open_db(
+                    table.encode(), txn=self._txn, create=self._write
+                )
             except lmdb.NotFoundError:
                 return None
-        else:
-            db = self._env.open_db(table.encode(), txn=self._txn, create=True)
-            self._created.append(table)
-        self._dbs[table] = db
+        self._local[table] = db
         return db
 
-    def forget_created(self) -> None:
-        """Drop handles made in an aborted transaction: LMDB voids them."""
-        for table in self._created:
-            self._dbs.pop(table, None)
+    def publish(self) -> None:
+        """Share the handles opened here; call once the transaction committed."""
+        if self._local:
+            with self._open_lock:
+                for table, db in self._local.items():
+                    self._dbs.setdefault(table, db)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         db = self._db(table)
@@ -146,7 +178,19 @@ class _LmdbTables:
         self._txn.put(key, value, db=self._db(table))
 
     def append_put(self, table: str, key: bytes, value: bytes) -> None:
-        self._txn.put(key, value, db=self._db(table), append=True)
+        self.append_many(table, [(key, value)])
+
+    def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        cursor = self._txn.cursor(db=self._db(table))
+        _, added = cursor.putmulti(items, append=True)
+        if added != len(items):
+            raise EventStoreError(
+                f"table {table!r}: {len(items) - added} keys were not greater "
+                "than the last key"
+            )
+
+    def put_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        self._txn.cursor(db=self._db(table)).putmulti(items)
 
     def delete(self, table: str, key: bytes) -> bool:
         return bool(self._txn.delete(key, db=self._db(table)))
@@ -199,7 +243,10 @@ class LmdbEventStore(BaseStore):
         self._dbs: dict[str, Any] = {}
         self._pid = os.getpid()
         self._gate = _Gate()
+        self._open_lock = threading.Lock()
+        self._submit_lock = threading.Lock()
         self._closed = False
+        self._closing = False
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self.map_resizes = 0
@@ -295,7 +342,7 @@ class LmdbEventStore(BaseStore):
         with self._env.begin() as txn:
             try:
                 meta = self._env.open_db(META.encode(), txn=txn, create=False)
-            except lmdb.NotFoundError:
+            except (lmdb.NotFoundError, lmdb.IncompatibleError):
                 raise NotAStoreError(f"{self.path} is not an actorlog store") from None
             found = txn.get(b"format", db=meta)
         if found != FORMAT:
@@ -304,37 +351,66 @@ class LmdbEventStore(BaseStore):
     # -- the backend ------------------------------------------------------
 
     def _check_usable(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"the store at {self.path} is closed")
         if os.getpid() != self._pid:
             raise ForkedProcessError(
                 f"the store at {self.path} was opened in process {self._pid} "
                 f"before fork(); open it again in process {os.getpid()}"
             )
+        if self._closed:
+            raise StoreClosedError(f"the store at {self.path} is closed")
 
     def _submit(self, job: AppendJob | ViewJob) -> None:
         self._check_usable()
         if self.readonly:
             raise ReadOnlyStoreError(f"the store at {self.path} is open read-only")
-        self._queue.put(job)
+        # The lock orders this put before close()'s stop marker, so that no
+        # job is queued behind the marker and left waiting forever.
+        with self._submit_lock:
+            if self._closing:
+                raise StoreClosedError(f"the store at {self.path} is closed")
+            self._queue.put(job)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[_LmdbTables]:
         self._check_usable()
         with self._gate.shared():
-            txn = self._begin(write=False)
+            txn = self._begin_read()
+            tables = _LmdbTables(
+                self._env, txn, self._dbs, self._open_lock, write=False
+            )
             try:
-                yield _LmdbTables(self._env, txn, self._dbs, write=False)
+                yield tables
             finally:
-                txn.abort()
+                # A reader's commit ends it like an abort but keeps the
+                # table handles it opened (an abort would free them).
+                txn.commit()
+                tables.publish()
 
-    def _begin(self, *, write: bool) -> lmdb.Transaction:
+    def _begin_read(self) -> lmdb.Transaction:
         try:
-            return self._env.begin(write=write)
+            return self._env.begin()
         except lmdb.MapResizedError:
-            # Another process grew the map: adopt its size.
-            self._env.set_mapsize(0)
-            return self._env.begin(write=write)
+            pass
+        # Another process grew the map. Adopting its size needs every
+        # transaction of this process closed: step out of the shared gate.
+        self._gate.release_shared()
+        try:
+            self._adopt_map_size()
+        finally:
+            self._gate.acquire_shared()
+        return self._env.begin()
+
+    def _adopt_map_size(self) -> None:
+        with self._gate.exclusive():
+            try:
+                self._env.begin().abort()
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+                logger.info(
+                    "adopted the map size %d bytes of %s set by another process",
+                    self._env.info()["map_size"],
+                    self.path,
+                )
 
     def meta(self) -> dict[str, str]:
         """The store's metadata: format, replica id, creation time, durability."""
@@ -382,17 +458,25 @@ class LmdbEventStore(BaseStore):
         self._env.sync(force=True)
 
     def close(self) -> None:
-        """Finish queued appends, stop the writer and close the environment."""
+        """Finish queued appends, stop the writer and close the environment.
+
+        Appends queued before the call complete; later ones raise
+        :class:`StoreClosedError`. In a child process after ``fork()`` this
+        only forgets the store: the environment belongs to the parent.
+        """
         if self._closed:
             return
-        if self._writer is not None and os.getpid() == self._pid:
-            self._queue.put(_STOP)
+        forked = os.getpid() != self._pid
+        if self._writer is not None and not forked:
+            with self._submit_lock:
+                self._closing = True
+                self._queue.put(_STOP)
             self._writer.join()
         self._closed = True
         with _open_paths_lock:
             if _open_paths.get(str(self.path)) is self:
                 del _open_paths[str(self.path)]
-        if os.getpid() == self._pid:
+        if not forked:
             if not self.readonly:
                 self._env.sync(force=True)
             self._env.close()
@@ -408,22 +492,27 @@ class LmdbEventStore(BaseStore):
     def _run_writer(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[Job] = [first]  # type: ignore[list-item]
-            size = _job_size(first)  # type: ignore[arg-type]
-            while size < _MAX_BATCH_EVENTS:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
+            batch: list[Job] = []
+            size = 0
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
                     stopping = True
                     break
-                batch.append(more)  # type: ignore[arg-type]
-                size += _job_size(more)  # type: ignore[arg-type]
-            self._commit(batch)
+                job: Job = item  # type: ignore[assignment]
+                # A future cancelled while queued is dropped; one taken
+                # here can no longer be cancelled.
+                if job.future.set_running_or_notify_cancel():
+                    batch.append(job)
+                    size += _job_size(job)
+                if size >= _MAX_BATCH_EVENTS:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(batch)
 
     def _commit(self, batch: Sequence[Job]) -> None:
         try:
@@ -431,36 +520,47 @@ class LmdbEventStore(BaseStore):
         except Exception as exc:  # noqa: BLE001 - the waiting caller gets it
             if len(batch) > 1:
                 logger.debug(
-                    "batch of %d failed (%r); retrying one by one", len(batch), exc
+                    "a batch of %d jobs failed (%r); retrying them one by one",
+                    len(batch),
+                    exc,
                 )
                 for job in batch:
                     self._commit([job])
                 return
-            logger.warning("write job failed in %s: %r", self.path, exc)
-            _complete(batch[0], exc)
+            logger.warning("a write job failed in %s: %r", self.path, exc)
+            batch[0].future.set_exception(exc)
             return
         for job, outcome in outcomes:
-            _complete(job, outcome)
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)  # type: ignore[arg-type]
         self.notifier.committed()
 
     def _transact(self, batch: Sequence[Job]) -> list[tuple[Job, object]]:
         while True:
-            txn = self._begin(write=True)
-            tables = _LmdbTables(self._env, txn, self._dbs, write=True)
+            txn = self._begin_write()
+            tables = _LmdbTables(self._env, txn, self._dbs, self._open_lock, write=True)
             try:
                 outcomes = run_jobs(tables, batch, self.registry, self._projectors)
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
-                tables.forget_created()
                 self._grow()
                 continue
             except BaseException:
                 txn.abort()
-                tables.forget_created()
                 raise
+            tables.publish()
             self.commits += 1
             return outcomes
+
+    def _begin_write(self) -> lmdb.Transaction:
+        try:
+            return self._env.begin(write=True)
+        except lmdb.MapResizedError:
+            self._adopt_map_size()
+        return self._env.begin(write=True)
 
     def _grow(self) -> None:
         with self._gate.exclusive():
@@ -472,13 +572,6 @@ class LmdbEventStore(BaseStore):
 
 def _job_size(job: Job) -> int:
     return len(job.events) if isinstance(job, AppendJob) else 1
-
-
-def _complete(job: Job, outcome: object) -> None:
-    if isinstance(outcome, BaseException):
-        job.future.set_exception(outcome)
-    else:
-        job.future.set_result(outcome)  # type: ignore[arg-type]
 
 
 def _has_foreign_data(txn: lmdb.Transaction) -> bool:
