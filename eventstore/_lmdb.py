@@ -123,56 +123,98 @@ class _Gate:
                 self._condition.notify_all()
 
 
-class _LmdbTables:
-    """The tables of one LMDB transaction.
+class _Handles:
+    """The table handles of one environment, shared by its transactions.
 
-    Handles opened here stay private to the transaction until
-    :meth:`publish` is called after it committed.
+    LMDB lets one transaction at a time open handles, frees a handle opened
+    in a transaction that aborts (a freed handle may later name another
+    table), and refuses a handle in a transaction begun before it was
+    opened. So the writer holds :attr:`lock` for its whole transaction and
+    publishes the handles it opened after the commit; a reader opens a
+    missing handle outside any transaction, under the same lock. Each handle
+    carries the epoch it was published in, so that a reader whose
+    transaction is older reads that table in a fresh transaction instead.
     """
 
-    __slots__ = ("_dbs", "_env", "_local", "_open_lock", "_txn", "_write")
+    def __init__(self, env: lmdb.Environment) -> None:
+        self.env = env
+        self.lock = threading.Lock()
+        self.epoch = 0
+        self._dbs: dict[str, tuple[Any, int]] = {}
+
+    def get(self, table: str) -> tuple[Any, int] | None:
+        return self._dbs.get(table)
+
+    def open_existing(self, table: str) -> tuple[Any, int] | None:
+        """Open ``table`` if it exists; call without a transaction open."""
+        with self.lock:
+            found = self._dbs.get(table)
+            if found is not None:
+                return found
+            try:
+                db = self.env.open_db(table.encode(), create=False)
+            except (lmdb.NotFoundError, lmdb.IncompatibleError):
+                return None
+            self.epoch += 1
+            found = self._dbs[table] = (db, self.epoch)
+            return found
+
+    def publish(self, opened: dict[str, Any]) -> None:
+        """Share handles a committed write transaction opened (lock held)."""
+        if opened:
+            self.epoch += 1
+            for table, db in opened.items():
+                self._dbs.setdefault(table, (db, self.epoch))
+
+
+class _LmdbTables:
+    """The tables of one LMDB transaction."""
+
+    __slots__ = ("_env", "_epoch", "_handles", "_txn", "_write", "opened")
 
     def __init__(
         self,
-        env: lmdb.Environment,
+        handles: _Handles,
         txn: lmdb.Transaction,
-        dbs: dict[str, Any],
-        open_lock: threading.Lock,
+        epoch: int,
         *,
         write: bool,
     ) -> None:
-        self._env = env
+        self._handles = handles
+        self._env = handles.env
         self._txn = txn
-        self._dbs = dbs
-        self._open_lock = open_lock
+        self._epoch = epoch
         self._write = write
-        self._local: dict[str, Any] = {}
+        self.opened: dict[str, Any] = {}
 
     def _db(self, table: str) -> Any:
-        db = self._dbs.get(table) or self._local.get(table)
-        if db is not None:
+        """The handle of ``table`` for this transaction (None: no table)."""
+        found = self._handles.get(table)
+        if found is not None:
+            return found[0]
+        if self._write:
+            db = self.opened.get(table)
+            if db is None:
+                db = self._env.open_db(table.encode(), txn=self._txn, create=True)
+                self.opened[table] = db
             return db
-        with self._open_lock:
-            try:
-                db = self._env.open_db(
-                    table.encode(), txn=self._txn, create=self._write
-                )
-            except lmdb.NotFoundError:
-                return None
-        self._local[table] = db
-        return db
+        found = self._handles.open_existing(table)
+        return None if found is None else found[0]
 
-    def publish(self) -> None:
-        """Share the handles opened here; call once the transaction committed."""
-        if self._local:
-            with self._open_lock:
-                for table, db in self._local.items():
-                    self._dbs.setdefault(table, db)
+    def _young(self, table: str) -> bool:
+        """True if this reader began before the handle of ``table`` opened."""
+        found = self._handles.get(table)
+        return not self._write and found is not None and found[1] > self._epoch
 
     def get(self, table: str, key: bytes) -> bytes | None:
         db = self._db(table)
+        if db is None:
+            return None
+        if self._young(table):
+            with self._env.begin() as txn:
+                return txn.get(key, db=db)
         # Buffers are off, so LMDB hands out bytes.
-        return None if db is None else self._txn.get(key, db=db)  # type: ignore[return-value]
+        return self._txn.get(key, db=db)  # type: ignore[return-value]
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self._txn.put(key, value, db=self._db(table))
@@ -211,13 +253,23 @@ class _LmdbTables:
         db = self._db(table)
         if db is None:
             return
-        cursor = self._txn.cursor(db=db)
-        if not cursor.set_range(start):
+        if self._young(table):
+            with self._env.begin() as txn:
+                yield from list(_scan(txn, db, start, stop))
             return
-        for key, value in cursor.iternext():
-            if stop is not None and key >= stop:  # type: ignore[operator]
-                return
-            yield key, value  # type: ignore[misc]
+        yield from _scan(self._txn, db, start, stop)
+
+
+def _scan(
+    txn: lmdb.Transaction, db: Any, start: bytes, stop: bytes | None
+) -> Iterator[tuple[bytes, bytes]]:
+    cursor = txn.cursor(db=db)
+    if not cursor.set_range(start):
+        return
+    for key, value in cursor.iternext():
+        if stop is not None and key >= stop:  # type: ignore[operator]
+            return
+        yield key, value  # type: ignore[misc]
 
 
 class LmdbEventStore(BaseStore):
@@ -240,10 +292,9 @@ class LmdbEventStore(BaseStore):
         self.readonly = readonly
         self.durability: Durability = durability
         self._env = env
-        self._dbs: dict[str, Any] = {}
+        self._handles = _Handles(env)
         self._pid = os.getpid()
         self._gate = _Gate()
-        self._open_lock = threading.Lock()
         self._submit_lock = threading.Lock()
         self._closed = False
         self._closing = False
@@ -311,9 +362,17 @@ class LmdbEventStore(BaseStore):
             logger.info("cleared %d stale reader slots in %s", cleared, self.path)
         if self.readonly:
             self._check_format()
+            for table in _table_names(self._env):
+                self._handles.open_existing(table)
             return
+        opened: dict[str, Any] = {}
         with self._env.begin(write=True) as txn:
-            meta = self._env.open_db(META.encode(), txn=txn, create=True)
+            try:
+                meta = self._env.open_db(META.encode(), txn=txn, create=True)
+            except lmdb.IncompatibleError:
+                raise NotAStoreError(
+                    f"{self.path} holds an LMDB store of another kind"
+                ) from None
             found = txn.get(b"format", db=meta)
             if found is None:
                 if _has_foreign_data(txn):
@@ -328,9 +387,13 @@ class LmdbEventStore(BaseStore):
                 raise NotAStoreError(f"{self.path} has store format {found!r}")
             txn.put(b"durability", self.durability.encode(), db=meta)
             for table in CORE_TABLES:
-                self._dbs[table] = self._env.open_db(
-                    table.encode(), txn=txn, create=True
-                )
+                opened[table] = self._env.open_db(table.encode(), txn=txn, create=True)
+            for table in _table_names(self._env, txn):
+                with contextlib.suppress(lmdb.IncompatibleError):
+                    opened[table] = self._env.open_db(
+                        table.encode(), txn=txn, create=False
+                    )
+        self._handles.publish(opened)
         self._writer = threading.Thread(
             target=self._run_writer,
             name=f"actorlog-writer:{self.path.name}",
@@ -339,14 +402,13 @@ class LmdbEventStore(BaseStore):
         self._writer.start()
 
     def _check_format(self) -> None:
+        found = self._handles.open_existing(META)
+        if found is None:
+            raise NotAStoreError(f"{self.path} is not an actorlog store")
         with self._env.begin() as txn:
-            try:
-                meta = self._env.open_db(META.encode(), txn=txn, create=False)
-            except (lmdb.NotFoundError, lmdb.IncompatibleError):
-                raise NotAStoreError(f"{self.path} is not an actorlog store") from None
-            found = txn.get(b"format", db=meta)
-        if found != FORMAT:
-            raise NotAStoreError(f"{self.path} is not an actorlog store ({found!r})")
+            stored = txn.get(b"format", db=found[0])
+        if stored != FORMAT:
+            raise NotAStoreError(f"{self.path} is not an actorlog store ({stored!r})")
 
     # -- the backend ------------------------------------------------------
 
@@ -374,23 +436,24 @@ class LmdbEventStore(BaseStore):
     def _reading(self) -> Iterator[_LmdbTables]:
         self._check_usable()
         with self._gate.shared():
+            epoch = self._handles.epoch
             txn = self._begin_read()
-            tables = _LmdbTables(
-                self._env, txn, self._dbs, self._open_lock, write=False
-            )
             try:
-                yield tables
+                yield _LmdbTables(self._handles, txn, epoch, write=False)
             finally:
-                # A reader's commit ends it like an abort but keeps the
-                # table handles it opened (an abort would free them).
-                txn.commit()
-                tables.publish()
+                txn.abort()
 
     def _begin_read(self) -> lmdb.Transaction:
         try:
             return self._env.begin()
         except lmdb.MapResizedError:
             pass
+        except lmdb.ReadersFullError:
+            # Slots of readers that died (a killed process) are taken until
+            # someone checks: check, then try once more.
+            cleared = self._env.reader_check()
+            logger.info("cleared %d stale reader slots in %s", cleared, self.path)
+            return self._env.begin()
         # Another process grew the map. Adopting its size needs every
         # transaction of this process closed: step out of the shared gate.
         self._gate.release_shared()
@@ -539,19 +602,26 @@ class LmdbEventStore(BaseStore):
 
     def _transact(self, batch: Sequence[Job]) -> list[tuple[Job, object]]:
         while True:
-            txn = self._begin_write()
-            tables = _LmdbTables(self._env, txn, self._dbs, self._open_lock, write=True)
-            try:
-                outcomes = run_jobs(tables, batch, self.registry, self._projectors)
-                txn.commit()
-            except lmdb.MapFullError:
-                txn.abort()
+            with self._handles.lock:
+                txn = self._begin_write()
+                tables = _LmdbTables(
+                    self._handles, txn, self._handles.epoch, write=True
+                )
+                try:
+                    outcomes = run_jobs(tables, batch, self.registry, self._projectors)
+                    txn.commit()
+                except lmdb.MapFullError:
+                    txn.abort()
+                    full = True
+                except BaseException:
+                    txn.abort()
+                    raise
+                else:
+                    full = False
+                    self._handles.publish(tables.opened)
+            if full:
                 self._grow()
                 continue
-            except BaseException:
-                txn.abort()
-                raise
-            tables.publish()
             self.commits += 1
             return outcomes
 
@@ -572,6 +642,17 @@ class LmdbEventStore(BaseStore):
 
 def _job_size(job: Job) -> int:
     return len(job.events) if isinstance(job, AppendJob) else 1
+
+
+def _table_names(
+    env: lmdb.Environment, txn: lmdb.Transaction | None = None
+) -> list[str]:
+    """The names in the main table: every named table, and foreign keys."""
+    if txn is None:
+        with env.begin() as own:
+            return _table_names(env, own)
+    names = txn.cursor().iternext(values=False)
+    return [bytes(name).decode(errors="replace") for name in names]
 
 
 def _has_foreign_data(txn: lmdb.Transaction) -> bool:
@@ -607,3 +688,12 @@ def _open_env(
         )
     except lmdb.InvalidError as exc:
         raise NotAStoreError(f"{where} is not an LMDB store: {exc}") from exc
+    except lmdb.Error as exc:
+        if "already open" not in str(exc):
+            raise
+        # py-lmdb remembers environments across fork(): a child cannot open
+        # a path its parent had open.
+        raise StoreInUseError(
+            f"{where} was open in the parent of this forked process; open it "
+            "in a process started with the 'spawn' method instead"
+        ) from exc
