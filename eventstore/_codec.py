@@ -320,12 +320,12 @@ def open_envelope(env: Envelope, position: int, registry: EventRegistry) -> Stor
     """
     try:
         data = registry.decode_data(env.type, env.schema_version, env.data, position)
-    except msgspec.DecodeError as exc:
-        raise DamagedRecordError(position, f"data: {exc}") from exc
     except msgspec.ValidationError as exc:
         raise DamagedRecordError(
             position, f"data does not fit {env.type!r}: {exc}"
         ) from exc
+    except msgspec.DecodeError as exc:
+        raise DamagedRecordError(position, f"data: {exc}") from exc
     return StoredEvent(
         position,
         env.stream,
