@@ -23,6 +23,14 @@ from eventstore._memory import MemoryEventStore
 from eventstore._protocol import EventStore
 from eventstore._subscription import Subscription
 from eventstore._tables import ViewReader, ViewTxn, view_table
+from eventstore._tools import (
+    ImportReport,
+    NdjsonLineError,
+    VerifyReport,
+    export_ndjson,
+    import_ndjson,
+    verify,
+)
 from eventstore._types import (
     ANY,
     NO_STREAM,
@@ -77,9 +85,11 @@ __all__ = [
     "ExpectedVersion",
     "ForkedProcessError",
     "HLCTimestamp",
+    "ImportReport",
     "InlineProjector",
     "LmdbEventStore",
     "MemoryEventStore",
+    "NdjsonLineError",
     "NewEvent",
     "NotAStoreError",
     "ReadOnlyStoreError",
@@ -93,6 +103,7 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "UnknownSchemaVersionError",
+    "VerifyReport",
     "VersionVector",
     "ViewReader",
     "ViewTxn",
@@ -109,10 +120,13 @@ __all__ = [
     "WorkflowStepSucceeded",
     "WriterBusyError",
     "default_registry",
+    "export_ndjson",
+    "import_ndjson",
     "merge_patch",
     "parse_record_stream",
     "record_stream",
     "register_event",
+    "verify",
     "view_table",
     "workflow_stream",
 ]
