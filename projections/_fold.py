@@ -134,6 +134,7 @@ def fold(
     building: bool = False,
     park: Mapping[int, tuple[str, int]] | None = None,
     to_position: int | None = None,
+    contiguous: bool = False,
 ) -> FoldOutcome:
     """Fold ``events`` after the stored checkpoint, and move the checkpoint.
 
@@ -151,6 +152,8 @@ def fold(
         park: Positions to park instead of folding, with their error and
             attempts (events that kept failing).
         to_position: Stop after this position.
+        contiguous: The events start right after the checkpoint and have no
+            gap (they were read from the log in this transaction).
 
     Raises:
         HandlerFailedError: On the fast path, when a handler raises; the
@@ -167,6 +170,16 @@ def fold(
     wanted = projection.types
     outcome = FoldOutcome(checkpoint)
     last_error = state.last_error
+    if on_failure == "raise" and not park:
+        outcome.checkpoint, outcome.folded = _fold_fast(
+            txn,
+            folder,
+            events if contiguous else _fill_gaps(txn, events, checkpoint, registry),
+            wanted=wanted,
+            to_position=to_position,
+            checkpoint=checkpoint,
+        )
+        events = ()
     for event in _fill_gaps(txn, events, checkpoint, registry):
         if to_position is not None and event.position > to_position:
             break
@@ -206,6 +219,32 @@ def fold(
         )
     write_state(txn, name, new_state)
     return outcome
+
+
+def _fold_fast(
+    txn: ViewTxn,
+    folder: Folder,
+    events: Iterable[StoredEvent],
+    *,
+    wanted: frozenset[str] | None,
+    to_position: int | None,
+    checkpoint: int,
+) -> tuple[int, int]:
+    """Fold straight into ``txn``; return the checkpoint and the count."""
+    apply = folder.apply
+    position = checkpoint
+    folded = 0
+    for event in events:
+        if to_position is not None and event.position > to_position:
+            break
+        if wanted is None or event.type in wanted:
+            try:
+                apply(txn, event)
+            except Exception as exc:
+                raise HandlerFailedError(event.position, describe_error(exc)) from exc
+        position = event.position
+        folded += 1
+    return position, folded
 
 
 def _apply(

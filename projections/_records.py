@@ -19,7 +19,7 @@ import datetime as dt
 import hashlib
 import logging
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -98,7 +98,7 @@ _decode_stored = msgspec.msgpack.Decoder(_Stored).decode
 
 
 def _record_key(collection: str, record_id: str) -> bytes:
-    return b"r" + collection.encode() + b"\x00" + record_id.encode()
+    return f"r{collection}\x00{record_id}".encode()
 
 
 def _count_key(collection: str) -> bytes:
@@ -203,42 +203,57 @@ class _RecordsFolder(Folder):
         self._table = table
         self._indexes = indexes
         self._counts: dict[str, int] = {}
+        self._handlers: dict[type, Callable[[ViewTxn, StoredEvent, Any], None]] = {
+            RecordUpdated: self._update,
+            RecordCreated: self._create,
+            RecordDeleted: self._delete,
+        }
+
+    def _load(self, txn: ViewTxn, key: bytes) -> _Stored | None:
+        raw = txn.get(self._table, key)
+        return None if raw is None else _decode_stored(raw)
 
     def apply(self, txn: ViewTxn, event: StoredEvent) -> None:
         data = event.data
-        if isinstance(data, RecordCreated):
-            self._put(txn, event, data.collection, data.id, data.data, created=True)
-        elif isinstance(data, RecordUpdated):
-            old = txn.get(self._table, _record_key(data.collection, data.id))
-            if old is None:
-                raise HandlerError(
-                    f"position {event.position}: RecordUpdated of "
-                    f"{data.collection}/{data.id}, which does not exist"
-                )
-            stored = _decode_stored(old)
-            new_data = (
-                data.changes if data.replace else merge_patch(stored.data, data.changes)
-            )
-            self._put(txn, event, data.collection, data.id, new_data, previous=stored)
-        elif isinstance(data, RecordDeleted):
-            key = _record_key(data.collection, data.id)
-            old = txn.get(self._table, key)
-            if old is None:
-                return
-            fields = self._indexes.get(data.collection)
-            if fields:
-                stale = _index_entries(
-                    data.collection, fields, data.id, _decode_stored(old).data
-                )
-                for index_key in stale:
-                    txn.delete(self._table, index_key)
-            txn.delete(self._table, key)
-            self._counts[data.collection] = self._counts.get(data.collection, 0) - 1
-        else:
+        handler = self._handlers.get(type(data))
+        if handler is None:
             raise HandlerError(
                 f"position {event.position}: {event.type} data is not the "
                 f"registered struct ({type(data).__name__})"
             )
+        handler(txn, event, data)
+
+    def _create(self, txn: ViewTxn, event: StoredEvent, data: RecordCreated) -> None:
+        # A stream's first event: no earlier state of the record can exist.
+        created = event.version != 1
+        self._put(txn, event, data.collection, data.id, data.data, created=created)
+
+    def _update(self, txn: ViewTxn, event: StoredEvent, data: RecordUpdated) -> None:
+        key = _record_key(data.collection, data.id)
+        stored = self._load(txn, key)
+        if stored is None:
+            raise HandlerError(
+                f"position {event.position}: RecordUpdated of "
+                f"{data.collection}/{data.id}, which does not exist"
+            )
+        new_data = data.changes if data.replace else _merge(stored.data, data.changes)
+        self._put(
+            txn, event, data.collection, data.id, new_data, previous=stored, key=key
+        )
+
+    def _delete(self, txn: ViewTxn, event: StoredEvent, data: RecordDeleted) -> None:
+        del event
+        key = _record_key(data.collection, data.id)
+        old = self._load(txn, key)
+        if old is None:
+            return
+        fields = self._indexes.get(data.collection)
+        if fields:
+            stale = _index_entries(data.collection, fields, data.id, old.data)
+            for index_key in stale:
+                txn.delete(self._table, index_key)
+        txn.delete(self._table, key)
+        self._counts[data.collection] = self._counts.get(data.collection, 0) - 1
 
     def _put(
         self,
@@ -250,14 +265,15 @@ class _RecordsFolder(Folder):
         *,
         created: bool = False,
         previous: _Stored | None = None,
+        key: bytes | None = None,
     ) -> None:
-        key = _record_key(collection, record_id)
+        if key is None:
+            key = _record_key(collection, record_id)
         if created:
-            old = txn.get(self._table, key)
-            previous = None if old is None else _decode_stored(old)
-        created_at = event.recorded_at if previous is None else previous.created_at
-        stored = _Stored(event.version, data, created_at, event.recorded_at)
-        fields = self._indexes.get(collection)
+            previous = self._load(txn, key)
+        at = event.recorded_at
+        created_at = at if previous is None else previous.created_at
+        fields = self._indexes.get(collection) if self._indexes else None
         if fields:
             fresh = _index_entries(collection, fields, record_id, data)
             if previous is not None:
@@ -266,6 +282,7 @@ class _RecordsFolder(Folder):
                     txn.delete(self._table, index_key)
             for index_key, value in fresh.items():
                 txn.put(self._table, index_key, value)
+        stored = _Stored(event.version, data, created_at, at)
         txn.put(self._table, key, _encode(stored))
         if previous is None:
             self._counts[collection] = self._counts.get(collection, 0) + 1
@@ -278,6 +295,15 @@ class _RecordsFolder(Folder):
                 count = (0 if raw is None else _COUNT.unpack(raw)[0]) + delta
                 txn.put(self._table, key, _COUNT.pack(count))
         self._counts.clear()
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 ``merge_patch``, with a fast path for flat patches."""
+    for value in patch.values():
+        if value is None or type(value) is dict:
+            merged: dict[str, Any] = merge_patch(target, patch)
+            return merged
+    return {**target, **patch}
 
 
 def _record(collection: str, record_id: str, raw: bytes) -> Record:

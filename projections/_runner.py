@@ -48,6 +48,7 @@ __all__ = [
     "builtin_projections",
     "catch_up",
     "fold_batch",
+    "fold_log",
     "projection_named",
     "rebuild",
     "replay",
@@ -140,6 +141,48 @@ def _fold_txn(txn: ViewTxn, **kwargs: object) -> FoldOutcome:
     return fold(txn, **kwargs)  # type: ignore[arg-type]
 
 
+def fold_log(
+    store: EventStore,
+    projection: Projection,
+    *,
+    to_position: int,
+    building: bool = False,
+    batch_size: int = _BATCH,
+) -> int:
+    """Fold the log after the checkpoint up to ``to_position``, in batches.
+
+    Each batch reads its events inside its own write transaction, so
+    decoded events live only while they are folded. Events whose handler
+    fails are parked. Returns the new checkpoint.
+    """
+    registry = store.registry
+    name = projection.name
+
+    def run(txn: ViewTxn, on_failure: OnFailure) -> FoldOutcome:
+        state = read_state(txn, name)
+        checkpoint = state.building_checkpoint if building else state.checkpoint
+        last = min(to_position, checkpoint + batch_size)
+        events = read_log(txn, checkpoint + 1, last, registry)
+        return fold(
+            txn,
+            projection,
+            events,
+            registry=registry,
+            building=building,
+            on_failure=on_failure,
+            contiguous=True,
+        )
+
+    while True:
+        try:
+            outcome = store.write_views(functools.partial(run, on_failure="raise"))
+        except HandlerFailedError as exc:
+            logger.debug("%s: %s; folding the batch carefully", name, exc)
+            outcome = store.write_views(functools.partial(run, on_failure="park"))
+        if outcome.checkpoint >= to_position or not outcome.folded:
+            return outcome.checkpoint
+
+
 def catch_up(
     store: EventStore,
     projection: Projection,
@@ -152,13 +195,7 @@ def catch_up(
     Events whose handler fails are parked. Returns the new checkpoint.
     """
     target = store.head_position() if to_position is None else to_position
-    with store.read_views() as reader:
-        checkpoint = read_state(reader, projection.name).checkpoint
-    while checkpoint < target:
-        last = min(target, checkpoint + batch_size)
-        events = list(store.read_all(from_position=checkpoint + 1, to_position=last))
-        checkpoint = fold_batch(store, projection, events).checkpoint
-    return checkpoint
+    return fold_log(store, projection, to_position=target, batch_size=batch_size)
 
 
 class InlineRunner:
@@ -236,19 +273,8 @@ def rebuild(
         )
 
     store.write_views(begin)
-    checkpoint = 0
-    while True:
-        head = store.head_position()
-        if head - checkpoint <= batch_size:
-            break
-        events = list(
-            store.read_all(
-                from_position=checkpoint + 1, to_position=checkpoint + batch_size
-            )
-        )
-        checkpoint = fold_batch(store, projection, events, building=True).checkpoint
-        if progress is not None:
-            progress(checkpoint, head)
+    checkpoint = _fill_building(store, projection, batch_size, progress)
+    logger.debug("%s: caught up to %d; swapping", name, checkpoint)
 
     def swap(txn: ViewTxn) -> int:
         state = read_state(txn, name)
@@ -278,6 +304,29 @@ def rebuild(
     done: int = store.write_views(swap)
     logger.info("rebuilt projection %s up to position %d", name, done)
     return done
+
+
+def _fill_building(
+    store: EventStore,
+    projection: Projection,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """Fold into the slot a rebuild fills until it is a batch behind the head."""
+    checkpoint = 0
+    while True:
+        head = store.head_position()
+        if head - checkpoint <= batch_size:
+            return checkpoint
+        checkpoint = fold_log(
+            store,
+            projection,
+            to_position=checkpoint + batch_size,
+            building=True,
+            batch_size=batch_size,
+        )
+        if progress is not None:
+            progress(checkpoint, head)
 
 
 def reset(store: EventStore, name: str) -> None:
