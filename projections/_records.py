@@ -33,7 +33,7 @@ from eventstore import (
     ViewTxn,
     merge_patch,
 )
-from projections._errors import HandlerError, QueryError
+from projections._errors import HandlerError, ProjectionError, QueryError
 from projections._fold import Folder, Projection
 from projections._query import compile_where, query_rows
 from projections._state import (
@@ -424,6 +424,22 @@ class RecordsView:
             if raw is not None:
                 records.append(_record(collection, record_id, raw))
         return records
+
+    def declare_index(self, collection: str, field: str) -> None:
+        """Declare a secondary index and build it; see :func:`declare_index`.
+
+        Raises:
+            ProjectionError: If the view was opened over something that
+                cannot write (a read-only store keeps its own error).
+
+        """
+        write_views = getattr(self._source, "write_views", None)
+        if write_views is None:
+            raise ProjectionError(
+                f"cannot declare an index on {collection}.{field}: this view "
+                "reads a source that cannot write"
+            )
+        declare_index(self._source, collection, field)
 
     def uses_index(self, collection: str, where: Mapping[str, Any]) -> bool:
         """True if :meth:`query` would read an index for ``where``."""

@@ -12,12 +12,11 @@ never a half-built one. Events a handler could not fold are parked in
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import msgspec
 
 from eventstore import ViewReader, ViewTxn, view_table
-from eventstore._tables import pack_position, unpack_position
+from eventstore._tables import pack_position
 
 __all__ = [
     "CONTROL",
@@ -137,13 +136,3 @@ def parked_events(reader: ViewReader, name: str) -> list[ParkedEvent]:
     prefix = name.encode() + b"\x00"
     stop = name.encode() + b"\x01"
     return [_parked_decoder.decode(raw) for _, raw in reader.scan(PARKED, prefix, stop)]
-
-
-def parked_position(key: bytes) -> int:
-    """The position in a parked key."""
-    return unpack_position(key[-8:])
-
-
-def plain(value: Any) -> Any:
-    """A struct as builtins (dicts, lists, ISO dates), for JSON output."""
-    return msgspec.to_builtins(value)

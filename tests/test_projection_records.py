@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _projection_helpers import create, delete, update
 
-from eventstore import LmdbEventStore, MemoryEventStore, NewEvent
+from eventstore import LmdbEventStore, MemoryEventStore, NewEvent, ViewReader
 from projections import (
     InlineRunner,
+    ProjectionError,
     QueryError,
     RecordsProjection,
     RecordsView,
@@ -241,3 +243,25 @@ def test_events_of_other_types_only_move_the_checkpoint(
     store.append([NewEvent("other/1", "Noted", {"x": 1})])
 
     assert status(store, "records").checkpoint == 1
+
+
+@pytest.mark.usefixtures("inline")
+def test_the_view_declares_indexes_on_a_writable_store(store: LmdbEventStore) -> None:
+    _people(store)
+    view = RecordsView(store)
+
+    view.declare_index("people", "name")
+
+    assert view.indexes("people") == ("name",)
+    assert [r.id for r in view.query("people", where={"name": "Cy"})] == ["p3"]
+
+
+def test_a_view_over_a_read_only_source_cannot_declare_indexes(
+    store: LmdbEventStore,
+) -> None:
+    class Reader:
+        def read_views(self) -> contextlib.AbstractContextManager[ViewReader]:
+            return store.read_views()
+
+    with pytest.raises(ProjectionError, match="cannot write"):
+        RecordsView(Reader()).declare_index("people", "name")
