@@ -16,7 +16,7 @@ from _projection_helpers import create, delete, run_workflow, update
 from click.testing import CliRunner, Result
 
 from actors._cli import main
-from eventstore import LmdbEventStore, NewEvent
+from eventstore import LmdbEventStore, NewEvent, WriterBusyError
 from eventstore._tables import EVENTS, pack_position
 from projections import (
     RecordsProjection,
@@ -431,7 +431,7 @@ def test_events_follow_sees_an_event_appended_by_another_process(
 APPENDER = """
 import sys
 import threading
-from eventstore import LmdbEventStore, NewEvent
+from eventstore import LmdbEventStore, NewEvent, WriterBusyError
 with LmdbEventStore.open(sys.argv[1]) as store:
     store.append([NewEvent("notes/2", "Noted", {"text": "table"})])
 """
@@ -479,3 +479,35 @@ def test_bad_positions_are_refused_by_the_options(store_path: Path) -> None:
     assert result.exit_code == 2
     assert "must be >= 1, not 0" in result.stderr
     assert [e["position"] for e in bounded] == [6, 7]
+
+
+EXCLUSIVE_HOLDER = """
+import sys, time
+from eventstore import LmdbEventStore
+store = LmdbEventStore.open(sys.argv[1], exclusive=True)
+print('open', flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_application_cannot_open_the_store_during_an_exclusive_job(
+    store_path: Path,
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", EXCLUSIVE_HOLDER, str(store_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(WriterBusyError, match="exclusively"):
+            LmdbEventStore.open(store_path)
+        with LmdbEventStore.open(store_path, readonly=True) as reader:
+            assert reader.head_position() == 23
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+    with LmdbEventStore.open(store_path, exclusive=True) as store:
+        assert store.head_position() == 23
