@@ -229,8 +229,9 @@ class InlineRunner:
         """Catch up with the log, then fold every later append inline."""
         catch_up(self.store, self.projection)
         self.store.add_inline_projector(self)
-        # Appends between the catch-up and the registration are folded by
-        # the next inline fold, which fills any gap from the log.
+        # Appends between the catch-up and the registration: fold them now
+        # (the checkpoint keeps an inline fold from folding them again).
+        catch_up(self.store, self.projection)
         return self
 
     def detach(self) -> None:
