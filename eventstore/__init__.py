@@ -10,9 +10,20 @@ from eventstore._clock import (
     VersionVector,
     system_time_ms,
 )
-from eventstore._codec import EventRegistry, default_registry, register_event
-from eventstore._core import InlineProjector
-from eventstore._dots import Dot, DottedVersionVector, Sibling, SiblingSet
+from eventstore._codec import (
+    EventRegistry,
+    default_registry,
+    register_event,
+)
+from eventstore._core import (
+    InlineProjector,
+)
+from eventstore._dots import (
+    Dot,
+    DottedVersionVector,
+    Sibling,
+    SiblingSet,
+)
 from eventstore._errors import (
     ClockDriftError,
     ConcurrencyError,
@@ -26,11 +37,33 @@ from eventstore._errors import (
     UnknownSchemaVersionError,
     WriterBusyError,
 )
-from eventstore._lmdb import Durability, LmdbEventStore, StoreInUseError
-from eventstore._memory import MemoryEventStore
-from eventstore._protocol import EventStore
-from eventstore._subscription import Subscription
-from eventstore._tables import ViewReader, ViewTxn, view_table
+from eventstore._lmdb import (
+    Durability,
+    LmdbEventStore,
+    StoreInUseError,
+)
+from eventstore._memory import (
+    MemoryEventStore,
+)
+from eventstore._protocol import (
+    EventStore,
+)
+from eventstore._subscription import (
+    Subscription,
+)
+from eventstore._tables import (
+    ViewReader,
+    ViewTxn,
+    view_table,
+)
+from eventstore._tools import (
+    ImportReport,
+    NdjsonLineError,
+    VerifyReport,
+    export_ndjson,
+    import_ndjson,
+    verify,
+)
 from eventstore._types import (
     ANY,
     NO_STREAM,
@@ -89,9 +122,11 @@ __all__ = [
     "ForkedProcessError",
     "HLCTimestamp",
     "HybridLogicalClock",
+    "ImportReport",
     "InlineProjector",
     "LmdbEventStore",
     "MemoryEventStore",
+    "NdjsonLineError",
     "NewEvent",
     "NotAStoreError",
     "Ordering",
@@ -108,6 +143,7 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "UnknownSchemaVersionError",
+    "VerifyReport",
     "VersionVector",
     "ViewReader",
     "ViewTxn",
@@ -124,11 +160,14 @@ __all__ = [
     "WorkflowStepSucceeded",
     "WriterBusyError",
     "default_registry",
+    "export_ndjson",
+    "import_ndjson",
     "merge_patch",
     "parse_record_stream",
     "record_stream",
     "register_event",
     "system_time_ms",
+    "verify",
     "view_table",
     "workflow_stream",
 ]
