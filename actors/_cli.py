@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 from actors._cli_output import emit, emit_line, event_row, open_store, plain
+from actors._cli_serve import serve
+from actors._cli_trace import trace
 from actors._cli_views import projections_group, workflows_group
 from eventstore import EventStoreError, StoredEvent
 from eventstore._tools import export_ndjson, import_ndjson, verify
@@ -293,6 +295,8 @@ def backup(ctx: click.Context, dest: Path) -> None:
 
 main.add_command(projections_group)
 main.add_command(workflows_group)
+main.add_command(trace)
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()

@@ -511,3 +511,15 @@ def test_the_application_cannot_open_the_store_during_an_exclusive_job(
 
     with LmdbEventStore.open(store_path, exclusive=True) as store:
         assert store.head_position() == 23
+
+
+def test_the_root_group_carries_trace_and_serve() -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from actors._cli import main  # noqa: PLC0415
+
+    result = CliRunner().invoke(main, ["--help"])
+
+    assert result.exit_code == 0
+    assert "trace" in result.output
+    assert "serve" in result.output
