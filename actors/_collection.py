@@ -21,8 +21,9 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import logging
+import queue
+import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -76,6 +77,7 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOTS = view_table("snapshots")
 _RECOVERY_WAIT_S = 30.0
+_MAX_BATCH = 2_000
 
 
 class CollectionConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -194,6 +196,7 @@ class CollectionActor(SupervisedActor):
         self._last: Future[AppendResult] | None = None
         self._commands: dict[str, Future[AppendResult]] = {}
         self._since_snapshot = 0
+        self._batch: _Batch | None = None
 
     # -- recovery and snapshots -------------------------------------------
 
@@ -271,8 +274,32 @@ class CollectionActor(SupervisedActor):
     # -- messages ---------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        """Handle one command; unexpected errors crash the actor."""
+        """Handle a command and every write queued right behind it.
+
+        Consecutive writes are staged one by one (each sees the state the
+        previous left) and appended together: one hand-off to the writer,
+        one commit, and the callers answered together.
+        """
+        self._handle(message)
+        inbox = self.actor_inbox
+        if not isinstance(inbox, queue.Queue):  # pragma: no cover - pykka threads
+            self._flush()
+            return
+        while self._batch is not None and len(self._batch.events) < _MAX_BATCH:
+            with inbox.mutex:
+                waiting = inbox.queue
+                if not waiting or waiting[0].reply_to is not None:
+                    break
+                if not isinstance(waiting[0].message, Write):
+                    break
+                message = waiting.popleft().message
+            self._handle(message)
+        self._flush()
+        self._maybe_snapshot()
+
+    def _handle(self, message: Any) -> None:
         if self.shared.dirty:
+            self._flush()
             self._reload_dirty()
         try:
             self._dispatch(message)
@@ -281,12 +308,13 @@ class CollectionActor(SupervisedActor):
         except Exception as error:
             message.fail(error)
             raise
-        self._maybe_snapshot()
 
     def _dispatch(self, message: Any) -> None:
         if isinstance(message, Write):
             self._write(message)
-        elif isinstance(message, Read):
+            return
+        self._flush()
+        if isinstance(message, Read):
             self._read(message)
         elif isinstance(message, Query):
             self._query(message)
@@ -306,32 +334,50 @@ class CollectionActor(SupervisedActor):
             self._deferred.append(message)
             return
         command_id = message.command_id
-        if command_id is not None and self._duplicate(message, command_id):
-            return
-        staged = self._stage(message.ops)
-        future = self.store.append_future(
-            staged.events, expected_versions=staged.expected, command_id=command_id
-        )
-        self._apply(staged)
-        self._track(future, tuple(staged.records))
         if command_id is not None:
-            self._commands[command_id] = future
-        answer = [staged.records[record_id] for record_id in staged.order]
-        reply = message.reply
-        single = message.single
+            self._flush()
+            if self._duplicate(message, command_id):
+                return
+        staged = self._stage(message.ops)
+        records = staged.records
+        answer: Any = (
+            records[staged.order[0]]
+            if message.single
+            else [records[record_id] for record_id in staged.order]
+        )
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch()
+        batch.add(staged, message.reply, answer)
+        self._apply(staged)
+        if command_id is not None:
+            self._flush(command_id)
+
+    def _flush(self, command_id: str | None = None) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        future = self.store.append_future(
+            batch.events, expected_versions=batch.expected, command_id=command_id
+        )
+        replies = batch.replies
         name = self.config.name
         commands = self._commands
+        if command_id is not None:
+            commands[command_id] = future
 
-        def done(future: Future[AppendResult]) -> None:
+        def done(error: BaseException | None) -> None:
             if command_id is not None:
                 commands.pop(command_id, None)
-            error = future.exception()
             if error is not None:
-                reply.fail(_store_error(name, error))
+                mapped = _store_error(name, error)
+                for reply, _answer in replies:
+                    reply.fail(mapped)
             else:
-                reply.ok(answer[0] if single else answer)
+                for reply, answer in replies:
+                    reply.ok(answer)
 
-        future.add_done_callback(done)
+        self._track(future, tuple(batch.ids), done)
 
     def _duplicate(self, message: Write, command_id: str) -> bool:
         inflight = self._commands.get(command_id)
@@ -363,7 +409,7 @@ class CollectionActor(SupervisedActor):
         metadata = EventMetadata(hlc=HLCTimestamp(now_ms, 0))
         at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
         for op in ops:
-            record_id = op.id if op.id is not None else uuid.uuid4().hex
+            record_id = op.id if op.id is not None else new_id()
             if not record_id or not isinstance(record_id, str):
                 raise ValidationError(
                     f"record ids must be non-empty strings, not {record_id!r}",
@@ -442,7 +488,12 @@ class CollectionActor(SupervisedActor):
             self.records[record_id] = record
             self.tombstones.pop(record_id, None)
 
-    def _track(self, future: Future[AppendResult], ids: tuple[str, ...]) -> None:
+    def _track(
+        self,
+        future: Future[AppendResult],
+        ids: tuple[str, ...],
+        then: Callable[[BaseException | None], None],
+    ) -> None:
         shared = self.shared
         shared.inflight.add(future)
         self._last = future
@@ -457,10 +508,9 @@ class CollectionActor(SupervisedActor):
                     "append failed, reloading %d records: %r", len(ids), error
                 )
             else:
-                result = future.result()
-                shared.committed_position = max(
-                    shared.committed_position, result.last_position
-                )
+                position = future.result().last_position
+                shared.committed_position = max(shared.committed_position, position)
+            then(error)
 
         future.add_done_callback(settle)
 
@@ -573,6 +623,30 @@ class CollectionActor(SupervisedActor):
         deferred, self._deferred = self._deferred, []
         for write in deferred:
             self.on_receive(write)
+
+
+def new_id() -> str:
+    """A new random record id: 32 hex digits (128 random bits)."""
+    return f"{random.getrandbits(128):032x}"
+
+
+class _Batch:
+    """Writes staged since the last append, appended together."""
+
+    __slots__ = ("events", "expected", "ids", "replies")
+
+    def __init__(self) -> None:
+        self.events: list[NewEvent] = []
+        self.expected: dict[str, Expected] = {}
+        self.ids: set[str] = set()
+        self.replies: list[tuple[Any, Any]] = []
+
+    def add(self, staged: _Staged, reply: Any, answer: Any) -> None:
+        self.events.extend(staged.events)
+        for stream, version in staged.expected.items():
+            self.expected.setdefault(stream, version)
+        self.ids.update(staged.records)
+        self.replies.append((reply, answer))
 
 
 class _Snapshot(msgspec.Struct, array_like=True):

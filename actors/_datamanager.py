@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -26,6 +27,7 @@ from actors._collection import (
     Write,
 )
 from actors._data import Step, Transformer, process_data, transform, validate
+from actors._deadlines import Deadlines
 from actors._errors import ActorError, CommandTimeoutError, UnknownDataSourceError
 from actors._reader import ActorReader, RecordReader
 from actors._records import Record
@@ -121,6 +123,9 @@ class DataManager:
         self._sources: dict[str, DataSource] = {}
         self._handles: dict[str, ChildHandle] = {}
         self._middleware: list[Middleware] = []
+        self._deadlines: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, Deadlines
+        ] = weakref.WeakKeyDictionary()
         self._closed = False
         self.system = Supervisor("system", policy=restart_policy, scheduler=scheduler)
         self.collections = Supervisor(
@@ -176,6 +181,8 @@ class DataManager:
         if self._closed:
             return
         self._closed = True
+        for deadlines in list(self._deadlines.values()):
+            deadlines.cancel()
         await asyncio.to_thread(self._stop_tree)
         logger.info("DataManager closed")
 
@@ -326,7 +333,15 @@ class DataManager:
         loop = asyncio.get_running_loop()
         reply = LoopReply(loop)
         future = reply.future
-        timeout_s = self.command_timeout_s if timeout_s is None else timeout_s
+        if timeout_s is None or timeout_s == self.command_timeout_s:
+            deadlines = self._deadlines.get(loop)
+            if deadlines is None:
+                deadlines = self._deadlines[loop] = Deadlines(
+                    loop, self.command_timeout_s
+                )
+            deadlines.watch(future, name, command)
+            handle.send(build(reply))
+            return await future
         timer = loop.call_later(timeout_s, _expire, future, name, command, timeout_s)
         try:
             handle.send(build(reply))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import weakref
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -33,14 +35,65 @@ def _resolve(
         future.set_result(value)
 
 
-class LoopReply:
-    """Resolves an asyncio future on its loop's thread (``call_soon_threadsafe``)."""
+class _Poster:
+    """Hands answers to one loop, waking it once for many of them.
 
-    __slots__ = ("future", "loop")
+    Threads append to a deque and schedule one drain unless one is pending;
+    the drain clears the flag before it empties the deque, so an answer
+    appended during a drain is either taken by it or schedules the next.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: collections.deque[
+            tuple[asyncio.Future[Any], Any, BaseException | None]
+        ] = collections.deque()
+        self.scheduled = False
+
+    def post(
+        self, future: asyncio.Future[Any], value: Any, error: BaseException | None
+    ) -> None:
+        self.items.append((future, value, error))
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:
+                self.scheduled = False
+                logger.debug("reply dropped: the caller's event loop is closed")
+
+    def drain(self) -> None:
+        self.scheduled = False
+        items = self.items
+        while items:
+            _resolve(*items.popleft())
+
+
+_posters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Poster] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _poster(loop: asyncio.AbstractEventLoop) -> _Poster:
+    poster = _posters.get(loop)
+    if poster is None:
+        poster = _posters[loop] = _Poster(loop)
+    return poster
+
+
+class LoopReply:
+    """Resolves an asyncio future on its loop's thread (``call_soon_threadsafe``).
+
+    Answers bound for one loop are batched: the loop is woken once for all
+    the answers that arrived since it last ran them.
+    """
+
+    __slots__ = ("_poster", "future", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
+        self._poster = _poster(loop)
 
     def ok(self, value: Any) -> None:
         """Answer with ``value``."""
@@ -51,10 +104,7 @@ class LoopReply:
         self._send(None, error)
 
     def _send(self, value: Any, error: BaseException | None) -> None:
-        try:
-            self.loop.call_soon_threadsafe(_resolve, self.future, value, error)
-        except RuntimeError:
-            logger.debug("reply dropped: the caller's event loop is closed")
+        self._poster.post(self.future, value, error)
 
 
 class FutureReply:

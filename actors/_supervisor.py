@@ -206,8 +206,13 @@ class ChildHandle:
     def up(self, ref: pykka.ActorRef[Any]) -> None:
         """Point the handle at a new incarnation and flush the queue into it."""
         with self._lock:
-            for message in self._pending:
-                ref.tell(message)
+            for index, message in enumerate(self._pending):
+                try:
+                    ref.tell(message)
+                except pykka.ActorDeadError:
+                    # It died already; it drains what it got and reports.
+                    del self._pending[:index]
+                    return
             self._pending.clear()
             self._ref = ref
             self._state = _State.UP
@@ -268,6 +273,8 @@ class SupervisedActor(pykka.ThreadingActor):
         try:
             self.recover()
         except Exception as error:
+            # Refuse messages before draining, as pykka does before on_failure.
+            self.actor_stopped.set()
             self._failed(error)
             raise
 
