@@ -58,11 +58,7 @@ def validate(
         value = msgspec.convert(data, schema)
     except msgspec.ValidationError as error:
         message = str(error)
-        field = (
-            message.rpartition(" - at `")[2].rstrip("`")
-            if "- at `" in message
-            else None
-        )
+        field = _field_of(message)
         raise ValidationError(
             f"does not fit {schema.__name__}: {message}",
             collection=collection,
@@ -104,3 +100,14 @@ async def process_data(data: Any, pipeline: Sequence[Step]) -> Any:
         result = step(data)
         data = await result if inspect.isawaitable(result) else result
     return data
+
+
+def _field_of(message: str) -> str | None:
+    """The path msgspec names in a validation error, down to a missing field."""
+    head, sep, path = message.rpartition(" - at `")
+    path = path.rstrip("`") if sep else "$"
+    missing = "Object missing required field `"
+    if head.startswith(missing) or (not sep and message.startswith(missing)):
+        name = (head if sep else message)[len(missing) :].rstrip("`")
+        return f"{path}.{name}"
+    return path if sep else None

@@ -107,7 +107,11 @@ def crash(handle: ChildHandle, *supervisors: Supervisor) -> None:
     with pytest.raises(RuntimeError, match="poison"):
         ask(handle, "crash")
     for supervisor, count in zip(supervisors, before, strict=True):
-        wait_until(lambda s=supervisor, c=count: s.restarts + s.give_ups > c)
+        wait_until(reacted(supervisor, count))
+
+
+def reacted(supervisor: Supervisor, count: int) -> Callable[[], bool]:
+    return lambda: supervisor.restarts + supervisor.give_ups > count
 
 
 def wait_until(test: Callable[[], bool]) -> None:
