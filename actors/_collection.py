@@ -78,6 +78,7 @@ logger = logging.getLogger(__name__)
 SNAPSHOTS = view_table("snapshots")
 _RECOVERY_WAIT_S = 30.0
 _MAX_BATCH = 2_000
+_encoder = msgspec.msgpack.Encoder()
 
 
 class CollectionConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -280,6 +281,7 @@ class CollectionActor(SupervisedActor):
         previous left) and appended together: one hand-off to the writer,
         one commit, and the callers answered together.
         """
+        self._maybe_snapshot()
         self._handle(message)
         inbox = self.actor_inbox
         if not isinstance(inbox, queue.Queue):  # pragma: no cover - pykka threads
@@ -466,14 +468,26 @@ class CollectionActor(SupervisedActor):
             return RecordUpdated(name, record_id, op.data)
         return RecordUpdated(name, record_id, final, replace=True)
 
-    def _checked(self, data: Any, record_id: str) -> dict[str, Any]:
+    def _checked(self, raw: Any, record_id: str) -> dict[str, Any]:
         config = self.config
-        data = validate(data, None, collection=config.name, record_id=record_id)
+        data = validate(raw, None, collection=config.name, record_id=record_id)
         if config.transformers:
             data = run_transformers(dict(data), config.transformers)
-        return validate(
-            data, config.schema, collection=config.name, record_id=record_id
-        )
+        if config.schema is not None:
+            return validate(
+                data, config.schema, collection=config.name, record_id=record_id
+            )
+        # Writes share appends: data the log cannot hold must fail here,
+        # alone, rather than fail the append of every write batched with it.
+        try:
+            _encoder.encode(data)
+        except (TypeError, msgspec.EncodeError) as error:
+            raise ValidationError(
+                f"cannot be stored: {error}",
+                collection=config.name,
+                record_id=record_id,
+            ) from error
+        return data
 
     def _apply(self, staged: _Staged) -> None:
         for record_id, record in staged.records.items():

@@ -476,7 +476,7 @@ async def test_bad_data_source_definitions_are_refused(dm: DataManager) -> None:
         dm.add_data_source("users")
     with pytest.raises(ActorError, match="without '/'"):
         dm.add_data_source("a/b")
-    with pytest.raises(ActorError, match="msgspec.Struct"):
+    with pytest.raises(ActorError, match=r"msgspec\.Struct"):
         dm.add_data_source("things", schema=dict)  # type: ignore[arg-type]
 
 
@@ -498,7 +498,7 @@ async def test_a_command_that_gets_no_answer_times_out_naming_actor_and_command(
     assert caught.value.actor == "notes"
     assert f"update notes/{rec.id}" in str(caught.value)
     with pytest.raises(
-        CommandTimeoutError, match="'notes' did not answer w within 0.01 s"
+        CommandTimeoutError, match=r"'notes' did not answer w within 0\.01 s"
     ):
         await dm.ask(
             "notes",

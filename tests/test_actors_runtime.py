@@ -1,0 +1,227 @@
+"""The DataManager's actors: restarts, recovery, snapshots, the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from actors import ActorError, DataManager, RestartPolicy, SupervisorGaveUpError
+from actors._collection import SNAPSHOTS
+from eventstore import MemoryEventStore
+from eventstore._core import AppendJob, ViewJob
+
+
+class HeldScheduler:
+    """Holds restarts until released; records the delays asked for."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.held: list[Callable[[], None]] = []
+        self.hold = False
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        self.delays.append(delay_s)
+        if self.hold:
+            self.held.append(fn)
+        else:
+            fn()
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for fn in held:
+            fn()
+
+    def cancel_all(self) -> None:
+        self.held.clear()
+
+
+class FlakyStore(MemoryEventStore):
+    """A memory store whose appends fail while ``failing`` is set."""
+
+    failing = False
+
+    def _submit(self, job: AppendJob | ViewJob) -> None:
+        if self.failing and isinstance(job, AppendJob):
+            job.future.set_exception(OSError("disk full"))
+            return
+        super()._submit(job)
+
+
+def poison_guard(data: dict[str, Any]) -> dict[str, Any]:
+    if data.get("poison"):
+        raise RuntimeError("poison pill")
+    return data
+
+
+async def eventually(test: Callable[[], bool]) -> None:
+    async def wait() -> None:
+        # The condition is set by actor threads, which cannot set an Event.
+        while not test():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(wait(), 5)
+
+
+async def test_an_actor_that_crashes_on_a_poison_command_keeps_serving() -> None:
+    async with DataManager.in_memory() as dm:
+        dm.add_data_source("notes", transformers=[poison_guard])
+        before = await dm.create("notes", {"n": 1})
+
+        with pytest.raises(RuntimeError, match="poison pill"):
+            await dm.create("notes", {"poison": True})
+        after = await dm.create("notes", {"n": 2})
+
+        assert await dm.read("notes", before.id) == before
+        assert await dm.read("notes", after.id) == after
+        assert dm.collections.restarts == 1
+        assert len(await dm.query("notes")) == 2
+
+
+async def test_commands_sent_during_a_restart_wait_for_it() -> None:
+    scheduler = HeldScheduler()
+    async with DataManager.in_memory(scheduler=scheduler) as dm:
+        dm.add_data_source("notes", transformers=[poison_guard])
+        rec = await dm.create("notes", {"n": 1})
+        scheduler.hold = True
+        with pytest.raises(RuntimeError):
+            await dm.create("notes", {"poison": True})
+        await eventually(lambda: bool(scheduler.held))
+
+        waiting = [
+            asyncio.ensure_future(dm.update("notes", rec.id, {"n": i}))
+            for i in range(2, 12)
+        ]
+        await asyncio.sleep(0.01)
+        assert not any(task.done() for task in waiting)
+        scheduler.release()
+        results = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+
+    assert [r.version for r in results] == list(range(2, 12))
+
+
+async def test_a_collection_that_keeps_crashing_gives_up_and_fails_commands() -> None:
+    policy = RestartPolicy(max_restarts=1, within_s=60)
+    async with DataManager.in_memory(restart_policy=policy) as dm:
+        dm.add_data_source("notes", transformers=[poison_guard])
+        # Two crashes exhaust the collections supervisor, which escalates;
+        # the system supervisor restarts it once, and gives up the next time.
+        for _ in range(4):
+            with pytest.raises(RuntimeError):
+                await dm.create("notes", {"poison": True})
+        await eventually(lambda: dm.system.give_ups == 1)
+
+        with pytest.raises(ActorError, match="actor 'notes' is failed"):
+            await dm.create("notes", {"n": 1})
+        assert dm.collections.escalations == 2
+        assert dm.system.restarts == 1
+
+
+async def test_a_restarted_actor_recovers_from_its_snapshot_and_later_events(
+    tmp_path: Path,
+) -> None:
+    async with DataManager.open(tmp_path / "d", snapshot_every=10) as dm:
+        dm.add_data_source("notes", transformers=[poison_guard])
+        created = [await dm.create("notes", {"n": i}) for i in range(25)]
+        await dm.update("notes", created[0].id, {"n": 100})
+        await dm.delete("notes", created[1].id)
+        raw = dm.store.view_get(SNAPSHOTS, b"notes")
+        with pytest.raises(RuntimeError):
+            await dm.create("notes", {"poison": True})
+
+        rows = await dm.query("notes", order_by="n")
+
+    assert raw is not None
+    assert msgspec.msgpack.decode(raw)[0] > 0
+    assert len(rows) == 24
+    assert rows[-1].data == {"n": 100}
+    assert rows[-1].version == 2
+
+
+async def test_a_reopened_store_recovers_every_record(tmp_path: Path) -> None:
+    async with DataManager.open(tmp_path / "d", snapshot_every=7) as dm:
+        dm.add_data_source("notes")
+        created = await dm.batch_create("notes", [{"n": i} for i in range(20)])
+        await dm.update("notes", created[3].id, {"n": -3})
+
+    async with DataManager.open(tmp_path / "d") as dm:
+        dm.add_data_source("notes")
+        again = await dm.batch_read("notes", [r.id for r in created])
+
+    assert [r.data["n"] if r else None for r in again][:5] == [0, 1, 2, -3, 4]
+    assert all(r is not None for r in again)
+
+
+async def test_a_failed_commit_leaves_no_state_the_log_lacks() -> None:
+    store = FlakyStore()
+    async with DataManager.open(store=store) as dm:
+        dm.add_data_source("notes")
+        rec = await dm.create("notes", {"n": 1})
+        store.failing = True
+
+        with pytest.raises(OSError, match="disk full"):
+            await dm.update("notes", rec.id, {"n": 2})
+        store.failing = False
+
+        assert await dm.read("notes", rec.id) == rec
+        assert (await dm.update("notes", rec.id, {"n": 3})).version == 2
+
+
+async def test_a_failed_transaction_append_unlocks_and_writes_nothing() -> None:
+    store = FlakyStore()
+    async with DataManager.open(store=store) as dm:
+        dm.add_data_source("notes")
+        rec = await dm.create("notes", {"n": 1})
+        store.failing = True
+        tx = dm.transaction()
+        tx.update("notes", rec.id, {"n": 2})
+
+        with pytest.raises(OSError, match="disk full"):
+            await tx.commit()
+        store.failing = False
+
+        assert await dm.read("notes", rec.id) == rec
+        assert (await dm.update("notes", rec.id, {"n": 3})).version == 2
+
+
+async def test_the_event_loop_is_never_blocked_with_a_thousand_commands_in_flight(
+    tmp_path: Path,
+) -> None:
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - start - 0.001)
+
+    async with DataManager.open(tmp_path / "d") as dm:
+        dm.add_data_source("notes")
+        seed = await dm.batch_create("notes", [{"n": i} for i in range(100)])
+        tick = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.01)
+        commands = [
+            dm.update("notes", seed[i % 100].id, {"n": i}) for i in range(500)
+        ] + [dm.create("notes", {"i": i}) for i in range(500)]
+
+        results = await asyncio.wait_for(asyncio.gather(*commands), 30)
+        stop.set()
+        await asyncio.wait_for(tick, 5)
+
+    assert len(results) == 1000
+    assert lags
+    # A blocking wait on any reply would stall the loop for the whole run
+    # (hundreds of milliseconds); handing replies over keeps it responsive.
+    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.3f} s"
+
+
+def test_give_up_errors_name_the_supervisor_and_the_child() -> None:
+    error = SupervisorGaveUpError("collections", "notes", RuntimeError("x"))
+
+    assert "'collections' gave up restarting 'notes'" in str(error)
