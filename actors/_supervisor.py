@@ -521,17 +521,19 @@ class Supervisor:
         return [name]
 
     def _give_up(self, name: str, cause: BaseException) -> None:
+        # Counters move last, so whoever watches them sees the outcome done.
         error = SupervisorGaveUpError(self.name, name, cause)
-        self.give_ups += 1
         logger.error("%s", error)
         for child in reversed(list(self._children.values())):
             child.stop()
         if self._parent_hook is not None:
-            self.escalations += 1
             logger.error("supervisor %r: escalating to its parent", self.name)
+            self.escalations += 1
+            self.give_ups += 1
             self._parent_hook(error)
             return
         self.fail(error)
+        self.give_ups += 1
         if self.on_give_up is not None:
             self.on_give_up(error)
 
