@@ -255,16 +255,22 @@ class CollectionActor(SupervisedActor):
         if (
             self._since_snapshot >= self.config.snapshot_every
             and not self._prepared
-            and (self._last is None or self._last.done())
+            and not self.shared.inflight
             and not self.shared.dirty
         ):
             self.snapshot()
 
     def on_stop(self) -> None:
         """Snapshot the state if anything changed since the last one."""
-        if self._last is not None:
-            concurrent.futures.wait([self._last], timeout=_RECOVERY_WAIT_S)
-        if self._since_snapshot and not self._prepared and not self.shared.dirty:
+        deadline = time.monotonic() + _RECOVERY_WAIT_S
+        while self.shared.inflight and time.monotonic() < deadline:
+            concurrent.futures.wait(set(self.shared.inflight), timeout=0.01)
+        if (
+            self._since_snapshot
+            and not self._prepared
+            and not self.shared.dirty
+            and not self.shared.inflight
+        ):
             try:
                 self.snapshot()
             except Exception:
@@ -513,7 +519,7 @@ class CollectionActor(SupervisedActor):
         self._last = future
 
         def settle(future: Future[AppendResult]) -> None:
-            shared.inflight.discard(future)
+            # ``inflight`` goes last: empty, it means every outcome is in.
             error = future.exception()
             if error is not None:
                 shared.dirty.update(ids)
@@ -524,6 +530,7 @@ class CollectionActor(SupervisedActor):
             else:
                 position = future.result().last_position
                 shared.committed_position = max(shared.committed_position, position)
+            shared.inflight.discard(future)
             then(error)
 
         future.add_done_callback(settle)

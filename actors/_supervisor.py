@@ -128,26 +128,23 @@ class ThreadScheduler:
 
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` on a timer thread after ``delay_s`` seconds."""
-
-        def run() -> None:
-            with self._lock:
-                self._timers.discard(timer)
-            fn()
-
-        timer = threading.Timer(delay_s, run)
+        timer = threading.Timer(delay_s, fn)
         timer.daemon = True
         with self._lock:
+            # Fired timers stay until they end, so cancel_all can join them.
+            self._timers = {t for t in self._timers if t.is_alive()}
             self._timers.add(timer)
         timer.start()
 
     def cancel_all(self) -> None:
-        """Cancel the timers not yet fired and wait for their threads."""
+        """Cancel the timers not yet fired and wait for every timer thread."""
         with self._lock:
             timers = list(self._timers)
             self._timers.clear()
         for timer in timers:
             timer.cancel()
-            timer.join(_STOP_TIMEOUT_S)
+            if timer is not threading.current_thread():
+                timer.join(_STOP_TIMEOUT_S)
 
 
 class Failable(Protocol):

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pykka
 import pytest
 
-from actors import ActorError, DataManager, RestartPolicy, SupervisorGaveUpError
-from actors._collection import SNAPSHOTS
-from eventstore import MemoryEventStore
+from actors import (
+    ActorError,
+    ConcurrencyError,
+    DataManager,
+    RestartPolicy,
+    SupervisorGaveUpError,
+    ValidationError,
+)
+from actors._collection import SNAPSHOTS, Finish, Op, Prepare
+from eventstore import MemoryEventStore, NewEvent, RecordUpdated, record_stream
 from eventstore._core import AppendJob, ViewJob
 
 
@@ -225,3 +234,161 @@ def test_give_up_errors_name_the_supervisor_and_the_child() -> None:
     error = SupervisorGaveUpError("collections", "notes", RuntimeError("x"))
 
     assert "'collections' gave up restarting 'notes'" in str(error)
+
+
+class SlowFlakyStore(MemoryEventStore):
+    """A memory store whose failing appends fail a little later, off-thread."""
+
+    failing = False
+
+    def _submit(self, job: AppendJob | ViewJob) -> None:
+        if self.failing and isinstance(job, AppendJob):
+            timer = threading.Timer(
+                0.02, job.future.set_exception, (OSError("disk full"),)
+            )
+            timer.start()
+            self.timers.append(timer)
+            return
+        super()._submit(job)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers: list[threading.Timer] = []
+
+
+async def test_a_read_behind_a_failing_write_is_asked_again() -> None:
+    store = SlowFlakyStore()
+    async with DataManager.open(store=store) as dm:
+        dm.add_data_source("notes")
+        rec = await dm.create("notes", {"n": 1})
+        store.failing = True
+
+        update = asyncio.ensure_future(dm.update("notes", rec.id, {"n": 2}))
+        read = asyncio.ensure_future(dm.read("notes", rec.id))
+        query = asyncio.ensure_future(dm.query("notes"))
+        failed = await asyncio.wait_for(
+            asyncio.gather(update, return_exceptions=True), 5
+        )
+        store.failing = False
+        outcomes = [*failed, *await asyncio.wait_for(asyncio.gather(read, query), 5)]
+        for timer in store.timers:
+            timer.join(5)
+
+    assert isinstance(outcomes[0], OSError)
+    assert outcomes[1] == rec
+    assert outcomes[2] == [rec]
+
+
+async def test_history_and_old_versions_wait_for_the_write_in_flight(
+    tmp_path: Path,
+) -> None:
+    async with DataManager.open(tmp_path / "d") as dm:
+        dm.add_data_source("notes")
+        rec = await dm.create("notes", {"n": 1})
+
+        _, history, old = await asyncio.gather(
+            dm.update("notes", rec.id, {"n": 2}),
+            dm.history("notes", rec.id),
+            dm.read("notes", rec.id, as_of_version=2),
+        )
+
+    assert [r.version for r in history] == [1, 2]
+    assert old is not None
+    assert old.data == {"n": 2}
+
+
+async def test_a_write_behind_the_actors_back_is_a_conflict_then_reloaded() -> None:
+    async with DataManager.in_memory() as dm:
+        dm.add_data_source("notes")
+        rec = await dm.create("notes", {"n": 1})
+        stream = record_stream("notes", rec.id)
+        dm.store.append(
+            [
+                NewEvent(
+                    stream, "RecordUpdated", RecordUpdated("notes", rec.id, {"x": 1})
+                )
+            ]
+        )
+
+        with pytest.raises(ConcurrencyError) as caught:
+            await dm.update("notes", rec.id, {"n": 2})
+        again = await dm.update("notes", rec.id, {"n": 3})
+
+    assert caught.value.record_id == rec.id
+    assert caught.value.actual == 2
+    assert again.version == 3
+    assert again.data == {"n": 3, "x": 1}
+
+
+async def test_a_second_transaction_on_a_held_record_fails_at_once() -> None:
+    async with DataManager.in_memory() as dm:
+        dm.add_data_source("notes")
+        rec = await dm.create("notes", {"n": 1})
+        await dm.ask(
+            "notes",
+            lambda r: Prepare(r, "held", (Op("update", rec.id, {"n": 5}),)),
+            "prepare",
+        )
+        waiting = asyncio.ensure_future(dm.update("notes", rec.id, {"m": 1}))
+        tx = dm.transaction()
+        tx.update("notes", rec.id, {"n": 2})
+
+        with pytest.raises(ConcurrencyError, match="no other transaction"):
+            await tx.commit()
+        assert not waiting.done()
+        await dm.ask("notes", lambda r: Finish(r, "held", (rec.id,), None), "finish")
+        updated = await asyncio.wait_for(waiting, 5)
+
+    assert updated.version == 2
+    assert updated.data == {"n": 1, "m": 1}
+
+
+async def test_finishing_an_unknown_transaction_reloads_its_records() -> None:
+    async with DataManager.in_memory() as dm:
+        dm.add_data_source("notes")
+        rec = await dm.create("notes", {"n": 1})
+        stream = record_stream("notes", rec.id)
+        result = dm.store.append(
+            [
+                NewEvent(
+                    stream, "RecordUpdated", RecordUpdated("notes", rec.id, {"n": 9})
+                )
+            ]
+        )
+
+        await dm.ask("notes", lambda r: Finish(r, "lost", (rec.id,), result), "finish")
+        current = await dm.read("notes", rec.id)
+
+    assert current is not None
+    assert current.data == {"n": 9}
+
+
+async def test_record_ids_must_be_non_empty_strings() -> None:
+    async with DataManager.in_memory() as dm:
+        dm.add_data_source("notes")
+
+        with pytest.raises(ValidationError, match="non-empty strings"):
+            await dm.create("notes", {"n": 1}, id="")
+
+
+async def test_no_thread_or_actor_outlives_close(tmp_path: Path) -> None:
+    def ours() -> set[str]:
+        return {
+            t.name
+            for t in threading.enumerate()
+            if not t.name.startswith("asyncio_") and t is not threading.main_thread()
+        }
+
+    before = ours()
+    dm = DataManager.open(tmp_path / "d")
+    async with dm:
+        dm.add_data_source("notes", transformers=[poison_guard])
+        dm.add_data_source("users")
+        await dm.create("notes", {"n": 1})
+        with pytest.raises(RuntimeError):
+            await dm.create("notes", {"poison": True})
+        await dm.create("users", {"n": 1})
+        assert len(ours() - before) >= 4
+
+    assert ours() == before
+    assert pykka.ActorRegistry.get_all() == []
