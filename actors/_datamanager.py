@@ -335,7 +335,7 @@ class DataManager:
         future = reply.future
         if timeout_s is None or timeout_s == self.command_timeout_s:
             deadlines = self._deadlines.get(loop)
-            if deadlines is None:
+            if deadlines is None or deadlines.timeout_s != self.command_timeout_s:
                 deadlines = self._deadlines[loop] = Deadlines(
                     loop, self.command_timeout_s
                 )

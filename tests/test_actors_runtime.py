@@ -22,6 +22,8 @@ from actors import (
     ValidationError,
 )
 from actors._collection import SNAPSHOTS, Finish, Op, Prepare
+from actors._deadlines import Deadlines
+from actors._replies import LoopReply
 from eventstore import MemoryEventStore, NewEvent, RecordUpdated, record_stream
 from eventstore._core import AppendJob, ViewJob
 
@@ -392,3 +394,34 @@ async def test_no_thread_or_actor_outlives_close(tmp_path: Path) -> None:
 
     assert ours() == before
     assert pykka.ActorRegistry.get_all() == []
+
+
+async def test_deadlines_fail_only_the_late_commands_in_order() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop, 0.02)
+    answered: asyncio.Future[int] = loop.create_future()
+    late = [loop.create_future() for _ in range(3)]
+
+    deadlines.watch(answered, "notes", "read notes/a")
+    for index, future in enumerate(late):
+        deadlines.watch(future, "notes", f"read notes/{index}")
+    answered.set_result(1)
+    done, _ = await asyncio.wait(late, timeout=5)
+
+    assert len(done) == 3
+    messages = [str(f.exception()) for f in late]
+    assert messages[0] == "actor 'notes' did not answer read notes/0 within 0.02 s"
+    assert messages[2].endswith("read notes/2 within 0.02 s")
+    assert len(deadlines) == 0
+    deadlines.cancel()
+
+
+def test_an_answer_to_a_closed_loop_is_dropped_quietly() -> None:
+    loop = asyncio.new_event_loop()
+    reply = LoopReply(loop)
+    loop.close()
+
+    reply.ok(1)
+    reply.fail(RuntimeError("late"))
+
+    assert not reply.future.done()
