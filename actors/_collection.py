@@ -198,6 +198,7 @@ class CollectionActor(SupervisedActor):
         self._commands: dict[str, Future[AppendResult]] = {}
         self._since_snapshot = 0
         self._batch: _Batch | None = None
+        self._last_stamp: tuple[int, EventMetadata, dt.datetime] | None = None
 
     # -- recovery and snapshots -------------------------------------------
 
@@ -415,9 +416,7 @@ class CollectionActor(SupervisedActor):
         events: list[NewEvent] = []
         expected: dict[str, Expected] = {}
         order: list[str] = []
-        now_ms = self._clock_ms()
-        metadata = EventMetadata(hlc=HLCTimestamp(now_ms, 0))
-        at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+        metadata, at = self._stamp()
         for op in ops:
             record_id = op.id if op.id is not None else new_id()
             if not record_id or not isinstance(record_id, str):
@@ -446,6 +445,15 @@ class CollectionActor(SupervisedActor):
             stream = record_stream(name, record_id)
             events.append(NewEvent(stream, type(data).__name__, data, metadata))
         return _Staged(events, expected, staged, versions, order)
+
+    def _stamp(self) -> tuple[EventMetadata, dt.datetime]:
+        # Commands in the same millisecond share one stamp (immutable).
+        now_ms = self._clock_ms()
+        if self._last_stamp is None or self._last_stamp[0] != now_ms:
+            metadata = EventMetadata(hlc=HLCTimestamp(now_ms, 0))
+            at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+            self._last_stamp = (now_ms, metadata, at)
+        return self._last_stamp[1], self._last_stamp[2]
 
     def _event_data(
         self, op: Op, record_id: str, current: Record | None, version: int

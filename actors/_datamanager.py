@@ -373,12 +373,12 @@ class DataManager:
 
         """
         ops = (Op("create", id, data),)
+        command = None
+        if self._middleware:
+            args = {"id": id, "data": data, "command_id": command_id}
+            command = Command("create", name, args)
         result: Record = await self._write(
-            Command("create", name, {"id": id, "data": data, "command_id": command_id}),
-            name,
-            ops,
-            command_id,
-            single=True,
+            command, "create", name, ops, command_id, single=True
         )
         return result
 
@@ -390,6 +390,8 @@ class DataManager:
         as_of_version: int | None = None,
     ) -> Record | None:
         """The record ``id`` now, or at ``as_of_version``; None if absent."""
+        if not self._middleware:
+            return await self.reader.read(name, id, as_of_version=as_of_version)
         command = Command("read", name, {"id": id, "as_of_version": as_of_version})
         return await self._simple(
             command, lambda: self.reader.read(name, id, as_of_version=as_of_version)
@@ -431,9 +433,12 @@ class DataManager:
 
         """
         ops = (Op("update", id, patch, expected_version, replace),)
-        args = {"id": id, "patch": patch, "expected_version": expected_version}
+        command = None
+        if self._middleware:
+            args = {"id": id, "patch": patch, "expected_version": expected_version}
+            command = Command("update", name, args)
         result: Record = await self._write(
-            Command("update", name, args), name, ops, None, single=True
+            command, "update", name, ops, None, single=True
         )
         return result
 
@@ -453,7 +458,9 @@ class DataManager:
         """
         ops = (Op("delete", id, None, expected_version),)
         args = {"id": id, "expected_version": expected_version}
-        await self._write(Command("delete", name, args), name, ops, None, single=True)
+        await self._write(
+            Command("delete", name, args), "delete", name, ops, None, single=True
+        )
 
     async def history(self, name: str, id: str) -> list[Record]:  # noqa: A002
         """Every version of a record, oldest first (deletions are left out)."""
@@ -477,7 +484,7 @@ class DataManager:
             "batch_create", name, {"items": ops, "command_id": command_id}
         )
         result: list[Record] = await self._write(
-            command, name, ops, command_id, single=False
+            command, "batch_create", name, ops, command_id, single=False
         )
         return result
 
@@ -502,28 +509,38 @@ class DataManager:
             for item in items
         )
         command = Command("batch_update", name, {"items": ops})
-        result: list[Record] = await self._write(command, name, ops, None, single=False)
+        result: list[Record] = await self._write(
+            command, "batch_update", name, ops, None, single=False
+        )
         return result
 
     async def batch_delete(self, name: str, ids: Iterable[str]) -> None:
         """Delete records in one atomic append."""
         ops = tuple(Op("delete", record_id) for record_id in ids)
         await self._write(
-            Command("batch_delete", name, {"ids": ops}), name, ops, None, single=False
+            Command("batch_delete", name, {"ids": ops}),
+            "batch_delete",
+            name,
+            ops,
+            None,
+            single=False,
         )
 
     async def _write(
         self,
-        command: Command,
+        command: Command | None,
+        kind: str,
         name: str,
         ops: tuple[Op, ...],
         command_id: str | None,
         *,
         single: bool,
     ) -> Any:
-        description = f"{command.name} {name}"
+        if not ops:
+            return []
+        description = f"{kind} {name}"
         if single and ops[0].id is not None:
-            description = f"{command.name} {name}/{ops[0].id}"
+            description = f"{kind} {name}/{ops[0].id}"
 
         def handler() -> Awaitable[Any]:
             return self.ask(
@@ -532,8 +549,8 @@ class DataManager:
                 description,
             )
 
-        if not ops:
-            return []
+        if command is None or not self._middleware:
+            return await handler()
         return await self._simple(command, handler)
 
     # -- transactions -----------------------------------------------------
