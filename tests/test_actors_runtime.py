@@ -395,14 +395,15 @@ async def test_record_ids_must_be_non_empty_strings() -> None:
 
 
 async def test_no_thread_or_actor_outlives_close(tmp_path: Path) -> None:
-    def ours() -> set[str]:
+    def ours() -> set[threading.Thread]:
         return {
-            t.name
+            t
             for t in threading.enumerate()
             if not t.name.startswith("asyncio_") and t is not threading.main_thread()
         }
 
     before = ours()
+    actors_before = set(pykka.ActorRegistry.get_all())
     dm = DataManager.open(tmp_path / "d")
     async with dm:
         dm.add_data_source("notes", transformers=[poison_guard])
@@ -413,8 +414,9 @@ async def test_no_thread_or_actor_outlives_close(tmp_path: Path) -> None:
         await dm.create("users", {"n": 1})
         assert len(ours() - before) >= 4
 
-    assert ours() == before
-    assert pykka.ActorRegistry.get_all() == []
+    # Threads of earlier tests may end meanwhile; none of ours may remain.
+    assert ours() - before == set()
+    assert set(pykka.ActorRegistry.get_all()) <= actors_before
 
 
 async def test_deadlines_fail_only_the_late_commands_in_order() -> None:
