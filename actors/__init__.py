@@ -5,6 +5,10 @@ import logging
 from actors._cache import (
     BoundedCache,
 )
+from actors._collection import (
+    CollectionActor,
+    CollectionConfig,
+)
 from actors._conflicts import (
     CONFLICT_STRATEGIES,
     ConflictStrategy,
@@ -18,6 +22,25 @@ from actors._conflicts import (
 from actors._dashboard import (
     DashboardError,
     DashboardServer,
+)
+from actors._data import (
+    process_data,
+    transform,
+    validate,
+)
+from actors._datamanager import (
+    Command,
+    DataManager,
+    DataSource,
+    Middleware,
+)
+from actors._errors import (
+    ActorError,
+    CommandTimeoutError,
+    ConcurrencyError,
+    NotFoundError,
+    UnknownDataSourceError,
+    ValidationError,
 )
 from actors._monitoring import (
     MonitoringSystem,
@@ -38,9 +61,34 @@ from actors._optimizer import (
 from actors._pool import (
     ResourcePool,
 )
+from actors._reader import (
+    ActorReader,
+    RecordReader,
+)
+from actors._records import (
+    Record,
+)
+from actors._replies import (
+    FutureReply,
+    LoopReply,
+    Reply,
+)
+from actors._supervisor import (
+    ChildHandle,
+    RestartPolicy,
+    Strategy,
+    SupervisedActor,
+    Supervisor,
+    SupervisorGaveUpError,
+    ThreadScheduler,
+    Worker,
+)
 from actors._tracing_setup import (
     configure_tracing,
     export_trace,
+)
+from actors._transaction import (
+    Transaction,
 )
 from actors._workflows import (
     BreakerPolicy,
@@ -69,38 +117,65 @@ from actors._workflows import (
 
 __all__ = [
     "CONFLICT_STRATEGIES",
+    "ActorError",
+    "ActorReader",
     "BoundedCache",
     "BreakerPolicy",
+    "ChildHandle",
     "CircuitOpenError",
     "Clock",
+    "CollectionActor",
+    "CollectionConfig",
+    "Command",
+    "CommandTimeoutError",
+    "ConcurrencyError",
     "ConflictStrategy",
     "CustomStrategy",
     "DashboardError",
     "DashboardServer",
+    "DataManager",
+    "DataSource",
     "ExecutionNotFoundError",
     "ExecutionStatus",
+    "FutureReply",
     "InvalidWorkflowError",
+    "LoopReply",
+    "Middleware",
     "MonitoringSystem",
+    "NotFoundError",
     "ObservabilityError",
     "OperationNotSupportedError",
     "PerformanceOptimizer",
     "PoolExhaustedError",
+    "Record",
+    "RecordReader",
+    "Reply",
     "Resolution",
     "ResourcePool",
+    "RestartPolicy",
     "RetryPolicy",
     "StateMachine",
     "StateTransitioned",
     "StepContext",
     "StepStatus",
     "StepTimeoutError",
+    "Strategy",
+    "SupervisedActor",
+    "Supervisor",
+    "SupervisorGaveUpError",
     "SystemClock",
+    "ThreadScheduler",
     "TraceExportError",
     "TracingNotAvailableError",
+    "Transaction",
     "Transition",
     "UnknownAlertError",
+    "UnknownDataSourceError",
     "UnknownPoolError",
     "UnknownProfileError",
+    "ValidationError",
     "Version",
+    "Worker",
     "WorkflowBuilder",
     "WorkflowCancelledError",
     "WorkflowEngine",
@@ -113,7 +188,10 @@ __all__ = [
     "configure_tracing",
     "export_trace",
     "merge_data",
+    "process_data",
     "resolve",
+    "transform",
+    "validate",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
