@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import msgspec
 
+from actors._cache import BoundedCache
+from actors._cached_reader import CachedReader
 from actors._collection import (
     CollectionActor,
     CollectionConfig,
@@ -29,6 +32,9 @@ from actors._collection import (
 from actors._data import Step, Transformer, process_data, transform, validate
 from actors._deadlines import Deadlines
 from actors._errors import ActorError, CommandTimeoutError, UnknownDataSourceError
+from actors._instrument import CommandMeter, collect_gauges, trace_inline_folds
+from actors._monitoring import MonitoringSystem
+from actors._optimizer import PerformanceOptimizer
 from actors._reader import ActorReader, RecordReader
 from actors._records import Record
 from actors._replies import LoopReply
@@ -40,8 +46,12 @@ from actors._supervisor import (
     Supervisor,
     Worker,
 )
+from actors._tracing import command_span, inject
 from actors._transaction import Transaction
 from eventstore import Durability, EventStore, LmdbEventStore, MemoryEventStore
+
+if TYPE_CHECKING:
+    from actors._dashboard import DashboardServer
 
 __all__ = ["Command", "DataManager", "DataSource", "Middleware"]
 
@@ -110,6 +120,8 @@ class DataManager:
         restart_policy: RestartPolicy | None = None,
         scheduler: Scheduler | None = None,
         snapshot_every: int = 10_000,
+        read_cache_size: int = 10_000,
+        read_cache_ttl_s: float | None = None,
     ) -> None:
         if (path is None) == (store is None):
             raise ActorError("DataManager needs exactly one of path= and store=")
@@ -133,6 +145,13 @@ class DataManager:
         )
         self.system.add_child(self.collections)
         self.reader: RecordReader = ActorReader(self)
+        self.monitoring = MonitoringSystem()
+        self.optimizer = PerformanceOptimizer()
+        self._meter = CommandMeter(self.monitoring)
+        self.monitoring.add_collector(self._collect)
+        self._read_cache = (read_cache_size, read_cache_ttl_s)
+        self._cached: CachedReader | None = None
+        self._dashboard: DashboardServer | None = None
 
     # -- life cycle -------------------------------------------------------
 
@@ -173,6 +192,7 @@ class DataManager:
                 options["map_size_bytes"] = self._map_size_bytes
             self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
         self.system.start()
+        self._instrument(self._store)
         logger.info("DataManager started")
         return self
 
@@ -183,14 +203,76 @@ class DataManager:
         self._closed = True
         for deadlines in list(self._deadlines.values()):
             deadlines.cancel()
+        if self._dashboard is not None:
+            await self._dashboard.stop()
+            self._dashboard = None
+        await self.optimizer.close_pools()
         await asyncio.to_thread(self._stop_tree)
         logger.info("DataManager closed")
 
     def _stop_tree(self) -> None:
         self.system.stop()
         self.system.fail(ActorError("the DataManager is closed"), stopped=True)
+        self._meter.flush()
+        self.monitoring.flush()
+        if self._cached is not None and self._store is not None:
+            self._store.remove_inline_projector(self._cached.invalidator)
         if self._owns_store and self._store is not None:
             self._store.close()
+
+    # -- observability ----------------------------------------------------
+
+    def _instrument(self, store: EventStore) -> None:
+        # After the rest of start: wraps whatever reader is installed.
+        trace_inline_folds()
+        self.monitoring.use_store(store)
+        size, ttl_s = self._read_cache
+        cached = CachedReader(
+            self.reader, store, self._meter, max_size=size, ttl_s=ttl_s
+        )
+        store.add_inline_projector(cached.invalidator)
+        self._cached = cached
+        self.reader = cached
+
+    def _collect(self) -> None:
+        self._meter.flush()
+        supervisors = [self.system, self.collections]
+        collect_gauges(self.monitoring, self._store, supervisors, self._handles)
+
+    @property
+    def read_cache(self) -> BoundedCache[tuple[str, str], Record | None] | None:
+        """The cache in front of reads (None before :meth:`start`)."""
+        return self._cached.cache if self._cached is not None else None
+
+    async def serve_dashboard(
+        self, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+    ) -> DashboardServer:
+        """Serve the live dashboard over this store and ``monitoring``.
+
+        The server stops with :meth:`close` (or earlier with its ``stop``).
+
+        Raises:
+            DashboardError: If a non-loopback ``host`` has no token, or the
+                port cannot be bound.
+            ActorError: If a dashboard is already served.
+
+        """
+        from actors._dashboard import DashboardServer  # noqa: PLC0415 - optional
+
+        if self._dashboard is not None:
+            raise ActorError(
+                f"the dashboard is already served at {self._dashboard.url}"
+            )
+        server = DashboardServer(
+            self.store,
+            host=host,
+            port=port,
+            token=token,
+            metrics=self.monitoring.get_dashboard,
+        )
+        await server.start()
+        self._dashboard = server
+        return server
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -259,6 +341,7 @@ class DataManager:
             snapshot_every=snapshot_every or self.snapshot_every,
         )
         shared = CollectionShared()
+        shared.on_commit = self._meter.append
 
         def factory(handle: ChildHandle, on_failure: FailureHook) -> Any:
             return CollectionActor.start(
@@ -538,20 +621,33 @@ class DataManager:
     ) -> Any:
         if not ops:
             return []
+        record_id = ops[0].id if single else None
         description = f"{kind} {name}"
-        if single and ops[0].id is not None:
-            description = f"{kind} {name}/{ops[0].id}"
+        if record_id is not None:
+            description = f"{kind} {name}/{record_id}"
+        started = time.perf_counter()
+        with command_span(
+            kind, name, record_id=record_id, command_id=command_id
+        ) as span:
+            carrier = inject() if span.is_recording() else None
 
-        def handler() -> Awaitable[Any]:
-            return self.ask(
-                name,
-                lambda reply: Write(reply, ops, command_id, single),
-                description,
-            )
+            def handler() -> Awaitable[Any]:
+                return self.ask(
+                    name,
+                    lambda reply: Write(reply, ops, command_id, single, carrier),
+                    description,
+                )
 
-        if command is None or not self._middleware:
-            return await handler()
-        return await self._simple(command, handler)
+            try:
+                if command is None or not self._middleware:
+                    result = await handler()
+                else:
+                    result = await self._simple(command, handler)
+            except Exception as error:
+                self._meter.failed(kind, name, time.perf_counter() - started, error)
+                raise
+        self._meter.command(kind, name, time.perf_counter() - started)
+        return result
 
     # -- transactions -----------------------------------------------------
 
