@@ -31,10 +31,12 @@ from typing import Any, Literal
 import msgspec
 import pykka
 
+from actors._tracing import suppress_tracing
 from actors._workflows._definition import StepSpec
 from actors._workflows._errors import WorkflowError, WorkflowStateError
 from actors._workflows._state import TERMINAL, ExecutionState, fold_execution
 from eventstore import (
+    EventMetadata,
     EventStore,
     NewEvent,
     WorkflowCancelled,
@@ -158,8 +160,11 @@ class ExecutionActor(pykka.ThreadingActor):
         *,
         started: WorkflowStarted | None = None,
         rng: random.Random | None = None,
+        traceparent: str | None = None,
     ) -> None:
         super().__init__()
+        # The execution's trace, in each event's metadata.
+        self._metadata = EventMetadata(traceparent=traceparent)
         self._store = store
         self._id = execution_id
         self._stream = workflow_stream(execution_id)
@@ -183,7 +188,9 @@ class ExecutionActor(pykka.ThreadingActor):
             if self._started is not None:
                 self.state = ExecutionState(self._started, _now(), 1)
                 self._batch.append(
-                    NewEvent(self._stream, "WorkflowStarted", self._started)
+                    NewEvent(
+                        self._stream, "WorkflowStarted", self._started, self._metadata
+                    )
                 )
                 self._ops.append(Accepted())
             elif self._recover() in TERMINAL:
@@ -195,7 +202,8 @@ class ExecutionActor(pykka.ThreadingActor):
             self._crash(exc)
 
     def _recover(self) -> str:
-        events = list(self._store.read_stream(self._stream))
+        with suppress_tracing():
+            events = list(self._store.read_stream(self._stream))
         state = fold_execution(events)
         if state is None:
             raise WorkflowStateError(f"execution {self._id!r} has no WorkflowStarted")
@@ -437,7 +445,9 @@ class ExecutionActor(pykka.ThreadingActor):
     # -- writing -------------------------------------------------------------
 
     def _emit(self, data: msgspec.Struct) -> None:
-        self._batch.append(NewEvent(self._stream, type(data).__name__, data))
+        self._batch.append(
+            NewEvent(self._stream, type(data).__name__, data, self._metadata)
+        )
         self.state.apply_data(data, _now(), self._version + len(self._batch))
 
     def _flush(self) -> None:

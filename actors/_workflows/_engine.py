@@ -20,6 +20,8 @@ from typing import Any, Literal, Self, overload
 import msgspec
 import pykka
 
+from actors._monitoring import MonitoringSystem
+from actors._workflow_observer import WorkflowObserver
 from actors._workflows._actions import Action
 from actors._workflows._actor import (
     Accepted,
@@ -126,6 +128,7 @@ class WorkflowEngine:
         breaker: BreakerPolicy | None = None,
         ask_timeout_s: float = 10.0,
         rng: random.Random | None = None,
+        monitoring: MonitoringSystem | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -148,6 +151,7 @@ class WorkflowEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: StepRunner | None = None
         self._closed = False
+        self.observer = WorkflowObserver(monitoring)
 
     # -- registration ------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class WorkflowEngine:
                 a, self._default_breaker
             ),
             providers=self._providers,
+            observer=self.observer,
         )
         await asyncio.to_thread(self._load_definitions)
         if self._recover_on_start:
@@ -229,6 +234,7 @@ class WorkflowEngine:
         if self._closed:
             return
         self._closed = True
+        self.observer.close()
         if self._runner is not None:
             tasks = self._runner.close()
             if tasks:
@@ -435,7 +441,8 @@ class WorkflowEngine:
         started = WorkflowStarted(execution_id, name, found.version, input, found.data)
         accepted: asyncio.Future[None] = loop.create_future()
         self._accepting[execution_id] = accepted
-        self._spawn(execution_id, started)
+        traceparent = self.observer.started(execution_id, name)
+        self._spawn(execution_id, started, traceparent)
         try:
             await asyncio.wait_for(accepted, self._ask_timeout_s)
         finally:
@@ -549,12 +556,20 @@ class WorkflowEngine:
         raise WorkflowStateError(f"execution {execution_id!r} did not take {kind!r}")
 
     def _spawn(
-        self, execution_id: str, started: WorkflowStarted | None = None
+        self,
+        execution_id: str,
+        started: WorkflowStarted | None = None,
+        traceparent: str | None = None,
     ) -> pykka.ActorRef[ExecutionActor]:
         # The one place execution actors are started: a new execution when
         # ``started`` is given, else rebuilt from its stream.
         ref = ExecutionActor.start(
-            self.store, execution_id, self._send_ops, started=started, rng=self._rng
+            self.store,
+            execution_id,
+            self._send_ops,
+            started=started,
+            rng=self._rng,
+            traceparent=traceparent,
         )
         self._actors[execution_id] = ref
         return ref
@@ -597,6 +612,9 @@ class WorkflowEngine:
     def _on_finished(
         self, execution_id: str, ref: pykka.ActorRef[ExecutionActor], op: Finished
     ) -> None:
+        self.observer.finished(
+            execution_id, "crashed" if op.crash is not None else op.state, op.error
+        )
         accepted = self._accepting.get(execution_id)
         if accepted is not None and not accepted.done() and op.crash is not None:
             accepted.set_exception(
