@@ -237,7 +237,8 @@ class DataManager:
     def _collect(self) -> None:
         self._meter.flush()
         supervisors = [self.system, self.collections]
-        collect_gauges(self.monitoring, self._store, supervisors, self._handles)
+        store = None if self._closed else self._store
+        collect_gauges(self.monitoring, store, supervisors, self._handles)
 
     @property
     def read_cache(self) -> BoundedCache[tuple[str, str], Record | None] | None:

@@ -3,7 +3,6 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -27,6 +26,8 @@ from actors import (
 from actors._tracing import command_span, use_tracer_provider
 from eventstore import record_stream, workflow_stream
 from projections import InlineRunner, RecordsProjection
+
+TOKEN = "dashboard-token-for-tests"  # noqa: S105 - a test's own server
 
 
 @pytest.fixture
@@ -58,12 +59,12 @@ def parent_of(span: ReadableSpan) -> int | None:
 
 def span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    return int(span.context.span_id)
 
 
 def trace_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.trace_id
+    return int(span.context.trace_id)
 
 
 async def test_a_command_its_actor_its_append_and_the_inline_fold_share_one_trace(
@@ -287,13 +288,13 @@ async def test_serve_dashboard_serves_the_monitoring_snapshot_until_close(
     async with manager:
         manager.add_data_source("users")
         await manager.create("users", {"n": 1})
-        server = await manager.serve_dashboard(token="s3cret")
+        server = await manager.serve_dashboard(token=TOKEN)
         with pytest.raises(ActorError, match="already served"):
             await manager.serve_dashboard()
-        body = await asyncio.to_thread(_get, f"{server.url}api/snapshot?token=s3cret")
+        body = await asyncio.to_thread(_get, f"{server.url}api/snapshot?token={TOKEN}")
         assert b"command.latency" in body
     with pytest.raises(urllib.error.URLError):
-        await asyncio.to_thread(_get, f"{server.url}api/snapshot?token=s3cret")
+        await asyncio.to_thread(_get, f"{server.url}api/snapshot?token={TOKEN}")
 
 
 def _get(url: str) -> bytes:
@@ -318,7 +319,9 @@ def test_observability_errors_are_actor_errors() -> None:
 async def test_alert_transitions_are_recorded_in_the_datamanagers_store(
     dm: DataManager,
 ) -> None:
-    dm.monitoring.set_alert("slow", {"metric": "command.latency", "op": ">", "value": -1})
+    dm.monitoring.set_alert(
+        "slow", {"metric": "command.latency", "op": ">", "value": -1}
+    )
 
     dm.monitoring.trigger_alert("slow")
     await asyncio.to_thread(dm.monitoring.flush)
