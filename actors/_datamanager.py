@@ -254,8 +254,8 @@ class DataManager:
             snapshot_every: Snapshot the collection after this many events.
 
         Raises:
-            ActorError: If the name is taken or malformed, or the kind is
-                not supported (yet).
+            ActorError: If the name is taken or malformed, an index field
+                is malformed, or the kind is not supported (yet).
 
         """
         kind = "collection" if source is None else source
@@ -293,10 +293,10 @@ class DataManager:
             )
 
         worker = Worker(name, factory)
+        self._views.declare_indexes(name, data_source.indexes)
         self.collections.add_child(worker)
         self._sources[name] = data_source
         self._handles[name] = worker.handle
-        self._views.declare_indexes(name, data_source.indexes)
         return data_source
 
     async def remove_data_source(self, name: str) -> None:

@@ -11,8 +11,9 @@ no longer go through them.
 
 A ``read`` or a small ``batch_read`` is one B-tree lookup per id and runs
 on the event loop; a larger ``batch_read`` and every ``query`` run on a
-worker thread. ``read(..., as_of_version=N)`` folds the record's stream
-from the log, on a worker thread.
+worker thread. ``read(..., as_of_version=N)`` goes to the collection's actor,
+which folds the record's stream from the log once the writes sent before
+it have committed (as ``history`` does).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from actors._records import Record, fold
-from eventstore import EventStore, record_stream
+from actors._errors import ActorError
+from actors._reader import ActorReader
+from actors._records import Record
+from eventstore import EventStore
 from projections import InlineRunner, RecordsProjection, RecordsView
 from projections import Record as ViewRecord
 
@@ -53,6 +56,7 @@ class ViewReader:
         self._wanted: dict[str, tuple[str, ...]] = {}
         self._declaring: dict[str, concurrent.futures.Future[None]] = {}
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._actor = ActorReader(manager)
 
     # -- life cycle -------------------------------------------------------
 
@@ -92,6 +96,12 @@ class ViewReader:
 
         Queries of ``name`` wait for the declaration to finish.
         """
+        for field in fields:
+            if not isinstance(field, str) or not field or "\x00" in field:
+                raise ActorError(
+                    f"data source {name!r}: index fields are non-empty strings "
+                    f"without NUL, not {field!r}"
+                )
         if not fields:
             return
         self._wanted[name] = tuple(fields)
@@ -128,15 +138,8 @@ class ViewReader:
         """One record, or None."""
         self._manager.get_data_source(name)
         if as_of_version is not None:
-            return await asyncio.to_thread(self._as_of, name, record_id, as_of_version)
+            return await self._actor.read(name, record_id, as_of_version=as_of_version)
         return _record(self.view.get(name, record_id))
-
-    def _as_of(self, name: str, record_id: str, version: int) -> Record | None:
-        store = self._manager.store
-        versions = fold(
-            store.read_stream(record_stream(name, record_id), to_version=version)
-        )
-        return versions[-1] if len(versions) == version else None
 
     async def batch_read(self, name: str, ids: Sequence[str]) -> list[Record | None]:
         """Records by id from one snapshot, None where absent."""
