@@ -200,6 +200,11 @@ class RecordsProjection(Projection):
 
 
 class _RecordsFolder(Folder):
+    # Each handler checks (the event's type, the record it updates) before
+    # it writes, and what it then writes cannot fail: data decoded from the
+    # log encodes again. Inline folds rely on it to skip the overlay.
+    raises_before_writing = True
+
     def __init__(self, table: str, indexes: dict[str, tuple[str, ...]]) -> None:
         self._table = table
         self._indexes = indexes

@@ -217,3 +217,24 @@ async def test_subscribe_events_iterates_committed_events(dm: DataManager) -> No
 
     assert got[0] == (1, first.id)
     assert [position for position, _ in got] == [1, 2]
+
+
+def test_a_fold_told_its_events_are_complete_reads_only_the_gap_before(
+    tmp_path: Path,
+) -> None:
+    from eventstore import LmdbEventStore  # noqa: PLC0415
+    from projections import WorkflowsProjection, WorkflowsView, fold_batch  # noqa: PLC0415
+
+    with LmdbEventStore.open(tmp_path / "s", durability="fast") as store:
+        run_workflow(store, "e1", fail=False)
+        store.append([NewEvent("notes/1", "Noted", {"n": 1})])
+        head = store.head_position()
+
+        outcome = fold_batch(
+            store, WorkflowsProjection(), [], seen_after=head - 1, through=head
+        )
+        execution = WorkflowsView(store).get("e1")
+
+    assert outcome.checkpoint == head
+    assert execution is not None
+    assert execution.status == "completed"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import operator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from actors import (
 from eventstore import LmdbEventStore, NewEvent, RecordUpdated, record_stream
 from projections import RecordsView
 
-PEOPLE = [
+PEOPLE: list[dict[str, Any]] = [
     {"name": f"p{i:02d}", "age": 20 + i % 7, "city": ["Oslo", "Rome", "Lima"][i % 3]}
     for i in range(40)
 ]
@@ -180,12 +181,15 @@ def _holds(person: dict[str, Any], field: str, condition: Any) -> bool:
     value = person[field]
     if not isinstance(condition, dict):
         return bool(value == condition)
-    checks = {
-        "in": lambda v, c: v in c,
-        "gte": lambda v, c: v >= c,
-        "lt": lambda v, c: v < c,
+    checks: dict[str, Callable[[Any, Any], bool]] = {
+        "in": operator.contains,
+        "gte": operator.ge,
+        "lt": operator.lt,
     }
-    return all(checks[op](value, arg) for op, arg in condition.items())
+    return all(
+        checks[op](arg, value) if op == "in" else checks[op](value, arg)
+        for op, arg in condition.items()
+    )
 
 
 async def test_a_query_on_an_unindexed_field_scans(
