@@ -50,7 +50,7 @@ from actors._supervisor import (
     Worker,
 )
 from actors._transaction import Transaction
-from actors._views import ViewReader
+from actors._views import RecordsViewReader
 from eventstore import (
     Durability,
     EventStore,
@@ -154,7 +154,7 @@ class DataManager:
             self, names=async_projections, policy=restart_policy, scheduler=scheduler
         )
         self.system.add_child(self.projections.supervisor)
-        self._views = ViewReader(self)
+        self._views = RecordsViewReader(self)
         self.reader: RecordReader = self._views
         self._subscriptions = Subscriptions()
 

@@ -34,7 +34,7 @@ from projections import Record as ViewRecord
 if TYPE_CHECKING:
     from actors._datamanager import DataManager
 
-__all__ = ["ViewReader"]
+__all__ = ["RecordsViewReader"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 _ON_LOOP_IDS = 64
 
 
-class ViewReader:
+class RecordsViewReader:
     """Reads of a DataManager's records from the ``records`` view.
 
     It also owns the inline runner of the view and the declarations of the
