@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from eventstore._codec import (
     EventRegistry,
     decode_envelope,
     decode_record,
+    decode_records,
     default_registry,
     open_envelope,
 )
@@ -104,7 +106,7 @@ class BaseStore(abc.ABC):
             _checked_command_id(command_id),
         )
         self._submit(job)
-        return job.future
+        return job.future  # type: ignore[return-value]
 
     def append(
         self,
@@ -139,9 +141,14 @@ class BaseStore(abc.ABC):
             StoreClosedError: If the store is closed.
 
         """
-        return self.append_future(
-            events, expected_versions=expected_versions, command_id=command_id
-        ).result()
+        job = AppendJob(
+            _checked_events(events),
+            _checked_expected(expected_versions),
+            _checked_command_id(command_id),
+            blocking=True,
+        )
+        self._submit(job)
+        return job.future.result()
 
     async def append_async(
         self,
@@ -285,14 +292,14 @@ class BaseStore(abc.ABC):
                 chunk = list(
                     _take(tables.scan(EVENTS, pack_position(position), stop), _CHUNK)
                 )
-            for key, record in chunk:
-                at = unpack_position(key)
-                if wanted is None:
-                    yield decode_record(record, at, registry)
-                    continue
-                envelope = decode_envelope(record, at)
-                if envelope.type in wanted:
-                    yield open_envelope(envelope, at, registry)
+            if wanted is None:
+                yield from decode_records(chunk, registry)
+            else:
+                for key, record in chunk:
+                    at = unpack_position(key)
+                    envelope = decode_envelope(record, at)
+                    if envelope.type in wanted:
+                        yield open_envelope(envelope, at, registry)
             if len(chunk) < _CHUNK:
                 return
             position = unpack_position(chunk[-1][0]) + 1
@@ -385,7 +392,4 @@ def _checked_command_id(command_id: str | None) -> str | None:
 
 
 def _take(items: Iterator[Any], count: int) -> Iterator[Any]:
-    for index, item in enumerate(items):
-        if index >= count:
-            return
-        yield item
+    return itertools.islice(items, count)

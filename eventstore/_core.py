@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+import struct
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -29,7 +31,6 @@ from eventstore._tables import (
     Tables,
     ViewTxn,
     bounded_key,
-    pack_position,
     unpack_position,
 )
 from eventstore._types import (
@@ -47,6 +48,7 @@ __all__ = [
     "AppendJob",
     "InlineProjector",
     "ViewJob",
+    "Waiter",
     "check_expected",
     "decode_result",
     "decode_stream_info",
@@ -54,6 +56,9 @@ __all__ = [
     "run_jobs",
 ]
 
+T = TypeVar("T")
+
+_pack_position = struct.Struct(">Q").pack
 _result_encoder = msgspec.msgpack.Encoder()
 _result_decoder = msgspec.msgpack.Decoder(AppendResult)
 _info_decoder = msgspec.msgpack.Decoder(StreamInfo)
@@ -68,6 +73,47 @@ class InlineProjector(Protocol):
         """Fold ``events`` into the projector's view tables."""
 
 
+class Waiter(Generic[T]):
+    """A one-shot result for a caller that blocks on it.
+
+    Lighter than a ``concurrent.futures.Future`` (one lock, no condition),
+    which matters when hundreds of threads each wait for their commit.
+    """
+
+    __slots__ = ("_error", "_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """A waiter cannot be cancelled: always True."""
+        return True
+
+    def set_result(self, value: T) -> None:
+        """Complete with ``value``."""
+        self._value = value
+        self._lock.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        """Complete with ``error``."""
+        self._error = error
+        self._lock.release()
+
+    def result(self) -> T:
+        """Block until completed; return the value or raise the error."""
+        self._lock.acquire()
+        self._lock.release()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+Completion = Future[T] | Waiter[T]
+
+
 class AppendJob:
     """One append waiting for the writer."""
 
@@ -78,11 +124,13 @@ class AppendJob:
         events: Sequence[NewEvent],
         expected: Mapping[str, Expected] | None,
         command_id: str | None,
+        *,
+        blocking: bool = False,
     ) -> None:
         self.events = events
         self.expected = expected
         self.command_id = command_id
-        self.future: Future[AppendResult] = Future()
+        self.future: Completion[AppendResult] = Waiter() if blocking else Future()
 
 
 class ViewJob:
@@ -92,7 +140,7 @@ class ViewJob:
 
     def __init__(self, fn: Callable[[ViewTxn], Any]) -> None:
         self.fn = fn
-        self.future: Future[Any] = Future()
+        self.future: Waiter[Any] = Waiter()
 
 
 Job = AppendJob | ViewJob
@@ -145,8 +193,8 @@ def run_jobs(
     encoder = RecordEncoder(registry, dt.datetime.now(dt.UTC))
     last = tables.last_key(EVENTS)
     head = 0 if last is None else unpack_position(last)
-    # Stream infos as this transaction left them, so that jobs on the same
-    # stream read and decode its info once per batch. A view job may write
+    # Stream keys and infos as this transaction left them, so that jobs on
+    # the same stream read its info once per batch. A view job may write
     # anything, so it empties the cache.
     known: dict[str, tuple[bytes, StreamInfo | None]] = {}
     outcomes: list[tuple[Job, object]] = []
@@ -170,26 +218,32 @@ def run_jobs(
 
 @dataclasses.dataclass(slots=True)
 class _Prepared:
+    """A checked, encoded job: everything to write, nothing written yet."""
+
     job: AppendJob
     command_key: bytes | None
-    streams: dict[str, tuple[bytes, StreamInfo | None]]
     records: list[tuple[bytes, bytes]]
-    versions: list[int]
+    index: list[tuple[bytes, bytes]]
+    appended: list[AppendedEvent]
+    infos: dict[str, tuple[bytes, StreamInfo]]
     data: list[Any]
     head: int
     recorded_at: dt.datetime
 
 
-def _stream_entry(
+def _load_streams(
     tables: Tables,
-    stream: str,
+    names: Collection[str],
     known: dict[str, tuple[bytes, StreamInfo | None]],
-) -> tuple[bytes, StreamInfo | None]:
-    entry = known.get(stream)
-    if entry is None:
-        key = bounded_key(stream)
-        entry = known[stream] = (key, read_stream_info(tables, key))
-    return entry
+) -> None:
+    """Put the key and stored info of each of ``names`` into ``known``."""
+    missing = [name for name in names if name not in known]
+    if not missing:
+        return
+    keys = [bounded_key(name) for name in missing]
+    found = tables.get_many(STREAMS, keys)
+    for name, key, raw in zip(missing, keys, found, strict=True):
+        known[name] = (key, None if raw is None else _info_decoder.decode(raw))
 
 
 def _prepare(
@@ -208,33 +262,64 @@ def _prepare(
             first = decode_result(seen)
             return AppendResult(first.events, first.command_id, duplicate=True)
 
-    streams: dict[str, tuple[bytes, StreamInfo | None]] = {}
-    for event in job.events:
-        if event.stream not in streams:
-            streams[event.stream] = _stream_entry(tables, event.stream, known)
+    events = job.events
+    names = {event.stream for event in events}
     if job.expected:
+        _load_streams(tables, names | job.expected.keys(), known)
         for stream, expected in job.expected.items():
-            if stream not in streams:
-                streams[stream] = _stream_entry(tables, stream, known)
-            info = streams[stream][1]
+            info = known[stream][1]
             check_expected(stream, expected, 0 if info is None else info.version)
+    else:
+        _load_streams(tables, names, known)
 
-    current = {s: 0 if i is None else i.version for s, (_, i) in streams.items()}
+    keys: dict[str, bytes] = {}
+    current: dict[str, int] = {}
+    firsts: dict[str, int] = {}
+    for name in names:
+        key, info = known[name]
+        keys[name] = key
+        current[name] = 0 if info is None else info.version
+        if info is not None:
+            firsts[name] = info.first_position
+    lasts: dict[str, int] = {}
     records: list[tuple[bytes, bytes]] = []
-    versions: list[int] = []
-    values: list[Any] = []
-    position = head
+    index: list[tuple[bytes, bytes]] = []
+    appended: list[AppendedEvent] = []
+    data: list[Any] = []
     encode = encoder.encode
-    for event in job.events:
+    position = head
+    for event in events:
         position += 1
-        version = current[event.stream] + 1
-        current[event.stream] = version
-        record, data = encode(event, version)
-        records.append((pack_position(position), record))
-        versions.append(version)
-        values.append(data)
+        stream = event.stream
+        version = current[stream] + 1
+        current[stream] = version
+        if stream not in firsts:
+            firsts[stream] = position
+        lasts[stream] = position
+        record, value = encode(event, version)
+        packed = _pack_position(position)
+        records.append((packed, record))
+        index.append((keys[stream] + _pack_position(version), packed))
+        appended.append(AppendedEvent(stream, version, position))
+        data.append(value)
+
+    infos = {
+        name: (
+            keys[name],
+            StreamInfo(name, current[name], firsts[name], lasts[name]),
+        )
+        for name in names
+    }
     return _Prepared(
-        job, command_key, streams, records, versions, values, position, encoder.at
+        job,
+        command_key,
+        records,
+        index,
+        appended,
+        infos,
+        data,
+        position,
+        encoder.at,
     )
 
 
@@ -244,52 +329,28 @@ def _write(
     projectors: Sequence[InlineProjector],
     known: dict[str, tuple[bytes, StreamInfo | None]],
 ) -> AppendResult:
-    """Write a prepared job's events, stream infos and command id."""
-    events = prepared.job.events
-    streams = prepared.streams
-    tables.append_many(EVENTS, prepared.records)
-
-    index: list[tuple[bytes, bytes]] = []
-    appended: list[AppendedEvent] = []
-    touched: dict[str, list[int]] = {}
-    for event, version, (packed, _) in zip(
-        events, prepared.versions, prepared.records, strict=True
-    ):
-        stream = event.stream
-        index.append((streams[stream][0] + pack_position(version), packed))
-        position = unpack_position(packed)
-        appended.append(AppendedEvent(stream, version, position))
-        span = touched.get(stream)
-        if span is None:
-            touched[stream] = [position, position, version]
-        else:
-            span[1] = position
-            span[2] = version
-    tables.put_many(STREAM_INDEX, index)
-    for stream, (first, last, version) in touched.items():
-        key, info = streams[stream]
-        new = StreamInfo(
-            stream, version, first if info is None else info.first_position, last
+    """Write a prepared job's events, stream index, stream infos, command id."""
+    if prepared.records:
+        tables.append_many(EVENTS, prepared.records)
+        tables.put_many(STREAM_INDEX, prepared.index)
+        encode = _result_encoder.encode
+        tables.put_many(
+            STREAMS, [(key, encode(info)) for key, info in prepared.infos.values()]
         )
-        tables.put(STREAMS, key, _result_encoder.encode(new))
-        known[stream] = (key, new)
+        known.update(prepared.infos)
 
-    result = AppendResult(tuple(appended), prepared.job.command_id)
+    job = prepared.job
+    result = AppendResult(tuple(prepared.appended), job.command_id)
     if prepared.command_key is not None:
         tables.put(COMMANDS, prepared.command_key, _result_encoder.encode(result))
-    if projectors and events:
+    if projectors and prepared.records:
+        at = prepared.recorded_at
         stored = [
             StoredEvent(
-                appended_event.position,
-                event.stream,
-                appended_event.version,
-                event.type,
-                data,
-                event.metadata,
-                prepared.recorded_at,
+                where.position, where.stream, where.version, e.type, d, e.metadata, at
             )
-            for event, appended_event, data in zip(
-                events, appended, prepared.data, strict=True
+            for e, where, d in zip(
+                job.events, prepared.appended, prepared.data, strict=True
             )
         ]
         for projector in projectors:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import os
 import queue
@@ -222,6 +223,13 @@ class _LmdbTables:
     def append_put(self, table: str, key: bytes, value: bytes) -> None:
         self.append_many(table, [(key, value)])
 
+    def get_many(self, table: str, keys: list[bytes]) -> list[bytes | None]:
+        db = self._db(table)
+        if db is None:
+            return [None] * len(keys)
+        get = self._txn.get
+        return [get(key, db=db) for key in keys]  # type: ignore[misc]
+
     def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
         cursor = self._txn.cursor(db=self._db(table))
         _, added = cursor.putmulti(items, append=True)
@@ -265,11 +273,11 @@ def _scan(
 ) -> Iterator[tuple[bytes, bytes]]:
     cursor = txn.cursor(db=db)
     if not cursor.set_range(start):
-        return
-    for key, value in cursor.iternext():
-        if stop is not None and key >= stop:  # type: ignore[operator]
-            return
-        yield key, value  # type: ignore[misc]
+        return iter(())
+    items: Iterator[tuple[bytes, bytes]] = cursor.iternext()  # type: ignore[assignment]
+    if stop is None:
+        return items
+    return itertools.takewhile(lambda item: item[0] < stop, items)
 
 
 class LmdbEventStore(BaseStore):

@@ -53,6 +53,10 @@ class _MemoryTables:
     def append_put(self, table: str, key: bytes, value: bytes) -> None:
         self.put(table, key, value)
 
+    def get_many(self, table: str, keys: list[bytes]) -> list[bytes | None]:
+        data = self._data.get(table, {})
+        return [data.get(key) for key in keys]
+
     def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
         for key, value in items:
             self.put(table, key, value)
