@@ -1,10 +1,14 @@
 """The event envelope on disk and the registry of event types.
 
-A stored record is a 4-byte big-endian CRC-32 of the payload followed by the
-payload: a MessagePack envelope whose ``data`` stays raw bytes until the
-reader asks for it. Event types are registered with a name and a schema
-version; records of an older version are lifted by upcasters, one version at
-a time, on read. Records of an unregistered type decode to plain data.
+A stored record is one MessagePack array, the envelope, whose last element
+is a 32-bit integer holding the CRC-32 of every byte before it (in
+little-endian order). The CRC-32 of a whole sound record is then a fixed
+residue, and the record decodes as it is: one call checks it and one
+decodes it, with no slicing. The envelope's ``data`` stays raw bytes until
+the reader asks for it. Event types
+are registered with a name and a schema version; records of an older
+version are lifted by upcasters, one version at a time, on read. Records
+of an unregistered type decode to plain data.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ S = TypeVar("S", bound=msgspec.Struct)
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 _CRC_BYTES = 4
+# The CRC-32 of any message followed by its own CRC-32, little-endian.
+_CRC_RESIDUE = 0x2144DF1C
+_CRC_PLACEHOLDER = 0xFFFFFFFF
 _SLOW = object()
 
 
@@ -50,6 +57,24 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True):
     data: msgspec.Raw
     metadata: EventMetadata
     recorded_at: dt.datetime
+    check: int = 0
+
+
+class _LazyEnvelope(msgspec.Struct, frozen=True, array_like=True):
+    """An :class:`Envelope` with its metadata and commit time left raw.
+
+    Most events carry no metadata and a commit shares one time, so a bulk
+    reader decodes each only when it differs from the last.
+    """
+
+    stream: str
+    version: int
+    type: str
+    schema_version: int
+    data: msgspec.Raw
+    metadata: msgspec.Raw
+    recorded_at: msgspec.Raw
+    check: int = 0
 
 
 class _Registration(msgspec.Struct, frozen=True):
@@ -209,6 +234,9 @@ _encoder = msgspec.msgpack.Encoder()
 _plain_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 _EMPTY_METADATA = msgspec.Raw(_encoder.encode(EMPTY_METADATA))
+_lazy_envelope_decoder = msgspec.msgpack.Decoder(_LazyEnvelope)
+_metadata_decoder = msgspec.msgpack.Decoder(EventMetadata)
+_datetime_decoder = msgspec.msgpack.Decoder(dt.datetime)
 
 default_registry = EventRegistry()
 
@@ -262,9 +290,12 @@ class RecordEncoder:
                 data,
                 _EMPTY_METADATA if metadata is EMPTY_METADATA else metadata,
                 self._recorded_at,
+                _CRC_PLACEHOLDER,
             )
         )
-        return zlib.crc32(payload).to_bytes(_CRC_BYTES, "big") + payload, data
+        # The placeholder encodes as 0xce and 4 bytes: put the CRC there.
+        head = payload[:-_CRC_BYTES]
+        return head + zlib.crc32(head).to_bytes(_CRC_BYTES, "little"), data
 
 
 def encode_record(
@@ -289,12 +320,11 @@ def decode_envelope(record: bytes, position: int) -> Envelope:
         DamagedRecordError: If the checksum fails or the envelope is malformed.
 
     """
-    view = memoryview(record)
-    if len(view) <= _CRC_BYTES:
-        raise DamagedRecordError(position, f"only {len(view)} bytes")
-    payload = view[_CRC_BYTES:]
-    if zlib.crc32(payload) != int.from_bytes(view[:_CRC_BYTES], "big"):
+    if len(record) <= _CRC_BYTES:
+        raise DamagedRecordError(position, f"only {len(record)} bytes")
+    if zlib.crc32(record) != _CRC_RESIDUE:
         raise DamagedRecordError(position, "checksum mismatch")
+    payload = record
     try:
         return _envelope_decoder.decode(payload)
     except msgspec.DecodeError as exc:
@@ -319,21 +349,30 @@ def decode_records(
     append = events.append
     from_bytes = int.from_bytes
     crc32 = zlib.crc32
-    decode_envelope = _envelope_decoder.decode
+    decode_envelope = _lazy_envelope_decoder.decode
     decode_plain = _plain_decoder.decode
     by_name = registry._by_name  # noqa: SLF001 - the registry's own module
+    last_at_raw = last_metadata_raw = _EMPTY_METADATA
+    last_at: Any = None
+    last_metadata = EMPTY_METADATA
     for key, record in chunk:
         position = from_bytes(key, "big")
         data: Any = _SLOW
-        if crc32(record[_CRC_BYTES:]) == from_bytes(record[:_CRC_BYTES], "big"):
+        if crc32(record) == _CRC_RESIDUE:
             try:
-                env = decode_envelope(memoryview(record)[_CRC_BYTES:])
+                env = decode_envelope(record)
                 known = by_name.get(env.type)
                 if known is None:
                     if not env.schema_version:
                         data = decode_plain(env.data)
                 elif known.version == env.schema_version:
                     data = known.decoder.decode(env.data)
+                if env.recorded_at != last_at_raw:
+                    last_at = _datetime_decoder.decode(env.recorded_at)
+                    last_at_raw = env.recorded_at
+                if env.metadata != last_metadata_raw:
+                    last_metadata = _metadata_decoder.decode(env.metadata)
+                    last_metadata_raw = env.metadata
             except msgspec.MsgspecError:
                 data = _SLOW
         if data is _SLOW:
@@ -346,8 +385,8 @@ def decode_records(
                 env.version,
                 env.type,
                 data,
-                env.metadata,
-                env.recorded_at,
+                last_metadata,
+                last_at,
             )
         )
     return events

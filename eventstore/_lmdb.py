@@ -260,12 +260,11 @@ class _LmdbTables:
     ) -> Iterator[tuple[bytes, bytes]]:
         db = self._db(table)
         if db is None:
-            return
+            return iter(())
         if self._young(table):
             with self._env.begin() as txn:
-                yield from list(_scan(txn, db, start, stop))
-            return
-        yield from _scan(self._txn, db, start, stop)
+                return iter(list(_scan(txn, db, start, stop)))
+        return _scan(self._txn, db, start, stop)
 
 
 def _scan(

@@ -439,16 +439,17 @@ def test_a_record_with_a_good_checksum_but_bad_content_is_damaged(
 ) -> None:
     with LmdbEventStore.open(path) as store:
         store.append([note("a")])
-    bad_envelope = msgspec.msgpack.encode(["a", 2, "Noted"])
-    bad_data = msgspec.msgpack.encode(["a", 2, "Deposited", 1, b"\xc1", {}, 0]).replace(
-        b"\xc4\x01\xc1", b"\xc1"
-    )
+    bad_envelope = msgspec.msgpack.encode(["a", 2, "Noted", 0xFFFFFFFF])
+    bad_data = msgspec.msgpack.encode(
+        ["a", 2, "Deposited", 1, b"\xc1", {}, 0, 0xFFFFFFFF]
+    ).replace(b"\xc4\x01\xc1", b"\xc1")
     env = lmdb.open(str(path), max_dbs=16)
     events = env.open_db(EVENTS.encode())
     with env.begin(write=True) as txn:
         for position, payload in ((2, bad_envelope), (3, bad_data)):
-            crc = zlib.crc32(payload).to_bytes(4, "big")
-            txn.put(pack_position(position), crc + payload, db=events)
+            head = payload[:-4]
+            crc = zlib.crc32(head).to_bytes(4, "little")
+            txn.put(pack_position(position), head + crc, db=events)
     env.close()
 
     with LmdbEventStore.open(path) as store:
