@@ -62,9 +62,7 @@ def raw_batched(root: Path, count: int, batch: int = 1000) -> float:
     values = [ENCODER.encode(payment(i)) for i in range(batch)]
     started = time.perf_counter()
     for first in range(0, count, batch):
-        items = [
-            ((first + i).to_bytes(8, "big"), values[i]) for i in range(batch)
-        ]
+        items = [((first + i).to_bytes(8, "big"), values[i]) for i in range(batch)]
         with env.begin(write=True) as txn:
             txn.cursor().putmulti(items, append=True)
     elapsed = time.perf_counter() - started
@@ -76,10 +74,7 @@ def raw_scan_decode(root: Path, count: int) -> float:
     env = raw_env(root / "raw_scan")
     with env.begin(write=True) as txn:
         txn.cursor().putmulti(
-            (
-                (i.to_bytes(8, "big"), ENCODER.encode(payment(i)))
-                for i in range(count)
-            ),
+            ((i.to_bytes(8, "big"), ENCODER.encode(payment(i))) for i in range(count)),
             append=True,
         )
     decoder = msgspec.msgpack.Decoder(Payment)
@@ -166,9 +161,7 @@ def main() -> None:
         raw1 = raw_one_commit_per_event(root, single)
         raw_b = raw_batched(root, batched)
         raw_scan = raw_scan_decode(root, batched)
-        threads = {
-            n: store_threads(root, n, count) for n, count in per_thread.items()
-        }
+        threads = {n: store_threads(root, n, count) for n, count in per_thread.items()}
         batched_rate = store_batched(root, batched)
         replay, replayed = store_replay(root)
 

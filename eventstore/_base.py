@@ -288,18 +288,27 @@ class BaseStore(abc.ABC):
         registry = self.registry
         while to_position is None or position <= to_position:
             stop = None if to_position is None else pack_position(to_position + 1)
+            if wanted is None:
+                # Decoded inside the snapshot: no list of raw records.
+                with self._reading() as tables:
+                    items = _take(
+                        tables.scan(EVENTS, pack_position(position), stop), _CHUNK
+                    )
+                    events = decode_records(items, registry)
+                yield from events
+                if len(events) < _CHUNK:
+                    return
+                position = events[-1].position + 1
+                continue
             with self._reading() as tables:
                 chunk = list(
                     _take(tables.scan(EVENTS, pack_position(position), stop), _CHUNK)
                 )
-            if wanted is None:
-                yield from decode_records(chunk, registry)
-            else:
-                for key, record in chunk:
-                    at = unpack_position(key)
-                    envelope = decode_envelope(record, at)
-                    if envelope.type in wanted:
-                        yield open_envelope(envelope, at, registry)
+            for key, record in chunk:
+                at = unpack_position(key)
+                envelope = decode_envelope(record, at)
+                if envelope.type in wanted:
+                    yield open_envelope(envelope, at, registry)
             if len(chunk) < _CHUNK:
                 return
             position = unpack_position(chunk[-1][0]) + 1
