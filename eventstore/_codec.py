@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -296,6 +296,45 @@ class RecordEncoder:
         # The placeholder encodes as 0xce and 4 bytes: put the CRC there.
         head = payload[:-_CRC_BYTES]
         return head + zlib.crc32(head).to_bytes(_CRC_BYTES, "little"), data
+
+    def encode_many(
+        self, events: Sequence[NewEvent], versions: Sequence[int]
+    ) -> tuple[list[bytes], list[Any]]:
+        """:meth:`encode` for many events: their records and data, in order."""
+        registry = self._registry
+        by_name = registry._by_name  # noqa: SLF001 - the registry's own module
+        encode = _encoder.encode
+        crc32 = zlib.crc32
+        recorded_at = self._recorded_at
+        records: list[bytes] = []
+        values: list[Any] = []
+        kinds: dict[str, tuple[int, type | None]] = {}
+        for event, version in zip(events, versions, strict=True):
+            kind = kinds.get(event.type)
+            if kind is None:
+                known = by_name.get(event.type)
+                kind = kinds[event.type] = (
+                    (0, None) if known is None else (known.version, known.cls)
+                )
+            data = event.data
+            if kind[1] is not None and data.__class__ is not kind[1]:
+                data = registry.prepare_data(event)[1]
+            metadata = event.metadata
+            head = encode(
+                (
+                    event.stream,
+                    version,
+                    event.type,
+                    kind[0],
+                    data,
+                    _EMPTY_METADATA if metadata is EMPTY_METADATA else metadata,
+                    recorded_at,
+                    _CRC_PLACEHOLDER,
+                )
+            )[:-_CRC_BYTES]
+            records.append(head + crc32(head).to_bytes(_CRC_BYTES, "little"))
+            values.append(data)
+        return records, values
 
 
 def encode_record(

@@ -282,11 +282,10 @@ def _prepare(
         if info is not None:
             firsts[name] = info.first_position
     lasts: dict[str, int] = {}
-    records: list[tuple[bytes, bytes]] = []
+    packed: list[bytes] = []
+    versions: list[int] = []
     index: list[tuple[bytes, bytes]] = []
     appended: list[AppendedEvent] = []
-    data: list[Any] = []
-    encode = encoder.encode
     position = head
     for event in events:
         position += 1
@@ -296,12 +295,13 @@ def _prepare(
         if stream not in firsts:
             firsts[stream] = position
         lasts[stream] = position
-        record, value = encode(event, version)
-        packed = _pack_position(position)
-        records.append((packed, record))
-        index.append((keys[stream] + _pack_position(version), packed))
+        key = _pack_position(position)
+        packed.append(key)
+        versions.append(version)
+        index.append((keys[stream] + _pack_position(version), key))
         appended.append(AppendedEvent(stream, version, position))
-        data.append(value)
+    encoded, data = encoder.encode_many(events, versions)
+    records = list(zip(packed, encoded, strict=True))
 
     infos = {
         name: (
