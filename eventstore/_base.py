@@ -28,7 +28,9 @@ from eventstore._codec import (
 from eventstore._core import (
     AppendJob,
     InlineProjector,
+    LoopWaiter,
     ViewJob,
+    Waiter,
     decode_result,
     decode_stream_info,
     read_stream_info,
@@ -100,13 +102,16 @@ class BaseStore(abc.ABC):
 
         See :meth:`append` for the arguments and errors.
         """
-        job = AppendJob(
-            _checked_events(events),
-            _checked_expected(expected_versions),
-            _checked_command_id(command_id),
+        future: Future[AppendResult] = Future()
+        self._submit(
+            AppendJob(
+                _checked_events(events),
+                _checked_expected(expected_versions),
+                _checked_command_id(command_id),
+                future,
+            )
         )
-        self._submit(job)
-        return job.future  # type: ignore[return-value]
+        return future
 
     def append(
         self,
@@ -141,14 +146,16 @@ class BaseStore(abc.ABC):
             StoreClosedError: If the store is closed.
 
         """
-        job = AppendJob(
-            _checked_events(events),
-            _checked_expected(expected_versions),
-            _checked_command_id(command_id),
-            blocking=True,
+        waiter: Waiter[AppendResult] = Waiter()
+        self._submit(
+            AppendJob(
+                _checked_events(events),
+                _checked_expected(expected_versions),
+                _checked_command_id(command_id),
+                waiter,
+            )
         )
-        self._submit(job)
-        return job.future.result()
+        return waiter.result()
 
     async def append_async(
         self,
@@ -157,11 +164,21 @@ class BaseStore(abc.ABC):
         expected_versions: Mapping[str, Expected] | None = None,
         command_id: str | None = None,
     ) -> AppendResult:
-        """:meth:`append` for coroutines: awaits the commit without blocking."""
-        future = self.append_future(
-            events, expected_versions=expected_versions, command_id=command_id
+        """:meth:`append` for coroutines: awaits the commit without blocking.
+
+        The commit is delivered to the event loop once per commit, not once
+        per append, so many concurrent coroutines cost one wake-up.
+        """
+        waiter: LoopWaiter[AppendResult] = LoopWaiter(asyncio.get_running_loop())
+        self._submit(
+            AppendJob(
+                _checked_events(events),
+                _checked_expected(expected_versions),
+                _checked_command_id(command_id),
+                waiter,
+            )
         )
-        return await asyncio.wrap_future(future)
+        return await waiter.future
 
     def write_views(self, fn: Callable[[ViewTxn], T]) -> T:
         """Run ``fn`` in a write transaction and return what it returns.
@@ -352,6 +369,23 @@ class BaseStore(abc.ABC):
 
 def _checked_events(events: Sequence[NewEvent]) -> tuple[NewEvent, ...]:
     checked = tuple(events)
+    if len(checked) == 1:
+        event = checked[0]
+        if (
+            event.__class__ is NewEvent
+            and event.stream
+            and event.stream.__class__ is str
+            and event.type
+            and event.type.__class__ is str
+        ):
+            return checked
+    # Check each distinct name once; look for the culprit only on failure.
+    elif all(event.__class__ is NewEvent for event in checked) and all(
+        name and name.__class__ is str
+        for name in {event.stream for event in checked}
+        | {event.type for event in checked}
+    ):
+        return checked
     for index, event in enumerate(checked):
         if event.__class__ is not NewEvent and not isinstance(event, NewEvent):
             raise TypeError(

@@ -11,10 +11,13 @@ transaction, and the caller decides how to retry.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import struct
 import threading
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Generic, Protocol, TypeVar
@@ -47,6 +50,7 @@ from eventstore._types import (
 __all__ = [
     "AppendJob",
     "InlineProjector",
+    "LoopWaiter",
     "ViewJob",
     "Waiter",
     "check_expected",
@@ -57,6 +61,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 _pack_position = struct.Struct(">Q").pack
 _result_encoder = msgspec.msgpack.Encoder()
@@ -111,7 +116,76 @@ class Waiter(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
-Completion = Future[T] | Waiter[T]
+class _Inbox:
+    """Completions for one event loop: one wake-up delivers a whole burst.
+
+    The writer completes a commit's jobs one after another; waking the loop
+    once per job would cost a system call each, so only the first of a
+    burst schedules the delivery.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+
+    def put(
+        self, future: asyncio.Future[Any], value: Any, error: BaseException | None
+    ) -> None:
+        with self._lock:
+            first = not self._items
+            self._items.append((future, value, error))
+        if first:
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:
+                logger.debug("an append completed after its event loop closed")
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for future, value, error in items:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+
+_inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = (
+    weakref.WeakKeyDictionary()
+)
+_inboxes_lock = threading.Lock()
+
+
+class LoopWaiter(Generic[T]):
+    """A result delivered to an asyncio future on its event loop."""
+
+    __slots__ = ("_inbox", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[T] = loop.create_future()
+        with _inboxes_lock:
+            inbox = _inboxes.get(loop)
+            if inbox is None:
+                inbox = _inboxes[loop] = _Inbox(loop)
+        self._inbox = inbox
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """False if the awaiting coroutine gave up before the writer began."""
+        return not self.future.cancelled()
+
+    def set_result(self, value: T) -> None:
+        """Complete with ``value`` (from any thread)."""
+        self._inbox.put(self.future, value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        """Complete with ``error`` (from any thread)."""
+        self._inbox.put(self.future, None, error)
+
+
+Completion = Future[T] | Waiter[T] | LoopWaiter[T]
 
 
 class AppendJob:
@@ -124,13 +198,12 @@ class AppendJob:
         events: Sequence[NewEvent],
         expected: Mapping[str, Expected] | None,
         command_id: str | None,
-        *,
-        blocking: bool = False,
+        completion: Completion[AppendResult] | None = None,
     ) -> None:
         self.events = events
         self.expected = expected
         self.command_id = command_id
-        self.future: Completion[AppendResult] = Waiter() if blocking else Future()
+        self.future: Completion[AppendResult] = completion or Future()
 
 
 class ViewJob:
@@ -190,29 +263,30 @@ def run_jobs(
         caller must abort the transaction.
 
     """
-    encoder = RecordEncoder(registry, dt.datetime.now(dt.UTC))
-    last = tables.last_key(EVENTS)
-    head = 0 if last is None else unpack_position(last)
-    # Stream keys and infos as this transaction left them, so that jobs on
-    # the same stream read its info once per batch. A view job may write
-    # anything, so it empties the cache.
-    known: dict[str, tuple[bytes, StreamInfo | None]] = {}
+    batch = _Batch(tables, RecordEncoder(registry, dt.datetime.now(dt.UTC)))
+    batch.prefetch([job for job in jobs if isinstance(job, AppendJob)])
     outcomes: list[tuple[Job, object]] = []
     for job in jobs:
         if isinstance(job, ViewJob):
+            batch.flush()
             outcomes.append((job, job.fn(tables)))
-            known.clear()
+            # A view job may write anything: read the core tables afresh.
+            batch.forget()
             continue
         try:
-            prepared = _prepare(tables, job, head, encoder, known)
+            prepared = batch.prepare(job)
         except (ConcurrencyError, TypeError, ValueError, msgspec.MsgspecError) as exc:
             outcomes.append((job, exc))
             continue
         if isinstance(prepared, AppendResult):
             outcomes.append((job, prepared))
             continue
-        outcomes.append((job, _write(tables, prepared, projectors, known)))
-        head = prepared.head
+        result = batch.add(prepared)
+        if projectors and prepared.records:
+            batch.flush()
+            _project(tables, prepared, projectors)
+        outcomes.append((job, result))
+    batch.flush()
     return outcomes
 
 
@@ -231,47 +305,160 @@ class _Prepared:
     recorded_at: dt.datetime
 
 
-def _load_streams(
-    tables: Tables,
-    names: Collection[str],
-    known: dict[str, tuple[bytes, StreamInfo | None]],
-) -> None:
-    """Put the key and stored info of each of ``names`` into ``known``."""
-    missing = [name for name in names if name not in known]
-    if not missing:
-        return
-    keys = [bounded_key(name) for name in missing]
-    found = tables.get_many(STREAMS, keys)
-    for name, key, raw in zip(missing, keys, found, strict=True):
-        known[name] = (key, None if raw is None else _info_decoder.decode(raw))
+class _Batch:
+    """The state of one write transaction's append jobs.
+
+    Jobs are checked against what the transaction holds plus what earlier
+    jobs of the batch added, and their writes are gathered and written with
+    one call per table at the end. Each call into LMDB lets other threads
+    take the GIL, and with hundreds of appenders waiting, each such switch
+    costs more than the write itself.
+    """
+
+    def __init__(self, tables: Tables, encoder: RecordEncoder) -> None:
+        self.tables = tables
+        self.encoder = encoder
+        last = tables.last_key(EVENTS)
+        self.head = 0 if last is None else unpack_position(last)
+        # stream -> (key, info); command key -> stored result (or None)
+        self.known: dict[str, tuple[bytes, StreamInfo | None]] = {}
+        self.commands: dict[bytes, bytes | None] = {}
+        self.records: list[tuple[bytes, bytes]] = []
+        self.index: list[tuple[bytes, bytes]] = []
+        self.infos: dict[bytes, StreamInfo] = {}
+        self.new_commands: list[tuple[bytes, bytes]] = []
+
+    def prefetch(self, jobs: Sequence[AppendJob]) -> None:
+        """Read the stream infos and command ids of ``jobs`` in two calls."""
+        names: set[str] = set()
+        command_keys: list[bytes] = []
+        for job in jobs:
+            names.update(event.stream for event in job.events)
+            if job.expected:
+                names.update(job.expected)
+            if job.command_id is not None:
+                command_keys.append(bounded_key(job.command_id))
+        self.load_streams(names)
+        if command_keys:
+            found = self.tables.get_many(COMMANDS, command_keys)
+            self.commands.update(zip(command_keys, found, strict=True))
+
+    def forget(self) -> None:
+        """Drop what was read: the tables may have changed behind the batch."""
+        self.known.clear()
+        self.commands.clear()
+
+    def load_streams(self, names: Collection[str]) -> None:
+        """Put the key and stored info of each of ``names`` into :attr:`known`."""
+        known = self.known
+        missing = [name for name in names if name not in known]
+        if not missing:
+            return
+        keys = [bounded_key(name) for name in missing]
+        found = self.tables.get_many(STREAMS, keys)
+        for name, key, raw in zip(missing, keys, found, strict=True):
+            known[name] = (key, None if raw is None else _info_decoder.decode(raw))
+
+    def prepare(self, job: AppendJob) -> _Prepared | AppendResult:
+        """Check a job and encode its events, writing nothing."""
+        command_key = None
+        if job.command_id is not None:
+            command_key = bounded_key(job.command_id)
+            if command_key in self.commands:
+                seen = self.commands[command_key]
+            else:
+                seen = self.tables.get(COMMANDS, command_key)
+            if seen is not None:
+                first = decode_result(seen)
+                return AppendResult(first.events, first.command_id, duplicate=True)
+
+        events = job.events
+        known = self.known
+        if len(events) == 1 and not job.expected:
+            # The common case, kept short: it runs once per waiting thread.
+            stream = events[0].stream
+            if stream not in known:
+                self.load_streams((stream,))
+            return _encode_one(job, command_key, known[stream], self.head, self.encoder)
+        names = {event.stream for event in events}
+        if job.expected:
+            self.load_streams(names | job.expected.keys())
+            for stream, expected in job.expected.items():
+                info = known[stream][1]
+                check_expected(stream, expected, 0 if info is None else info.version)
+        else:
+            self.load_streams(names)
+        return _encode_job(job, command_key, names, known, self.head, self.encoder)
+
+    def add(self, prepared: _Prepared) -> AppendResult:
+        """Queue a prepared job's writes; return its result."""
+        self.records.extend(prepared.records)
+        self.index.extend(prepared.index)
+        for name, (key, info) in prepared.infos.items():
+            self.infos[key] = info
+            self.known[name] = (key, info)
+        self.head = prepared.head
+        job = prepared.job
+        result = AppendResult(tuple(prepared.appended), job.command_id)
+        if prepared.command_key is not None:
+            encoded = _result_encoder.encode(result)
+            self.commands[prepared.command_key] = encoded
+            self.new_commands.append((prepared.command_key, encoded))
+        return result
+
+    def flush(self) -> None:
+        """Write everything queued, one call per table."""
+        tables = self.tables
+        if self.records:
+            tables.append_many(EVENTS, self.records)
+            tables.put_many(STREAM_INDEX, self.index)
+            encode = _result_encoder.encode
+            tables.put_many(
+                STREAMS, [(key, encode(info)) for key, info in self.infos.items()]
+            )
+            self.records, self.index, self.infos = [], [], {}
+        if self.new_commands:
+            tables.put_many(COMMANDS, self.new_commands)
+            self.new_commands = []
 
 
-def _prepare(
-    tables: Tables,
+def _encode_one(
     job: AppendJob,
+    command_key: bytes | None,
+    entry: tuple[bytes, StreamInfo | None],
     head: int,
     encoder: RecordEncoder,
+) -> _Prepared:
+    """:func:`_encode_job` for a job of one event."""
+    event = job.events[0]
+    key, info = entry
+    position = head + 1
+    version = 1 if info is None else info.version + 1
+    first = position if info is None else info.first_position
+    packed = _pack_position(position)
+    record, value = encoder.encode(event, version)
+    return _Prepared(
+        job,
+        command_key,
+        [(packed, record)],
+        [(key + _pack_position(version), packed)],
+        [AppendedEvent(event.stream, version, position)],
+        {event.stream: (key, StreamInfo(event.stream, version, first, position))},
+        [value],
+        position,
+        encoder.at,
+    )
+
+
+def _encode_job(  # noqa: PLR0917 - a private step with its state passed in
+    job: AppendJob,
+    command_key: bytes | None,
+    names: set[str],
     known: dict[str, tuple[bytes, StreamInfo | None]],
-) -> _Prepared | AppendResult:
-    """Check a job and encode its events, writing nothing."""
-    command_key = None
-    if job.command_id is not None:
-        command_key = bounded_key(job.command_id)
-        seen = tables.get(COMMANDS, command_key)
-        if seen is not None:
-            first = decode_result(seen)
-            return AppendResult(first.events, first.command_id, duplicate=True)
-
-    events = job.events
-    names = {event.stream for event in events}
-    if job.expected:
-        _load_streams(tables, names | job.expected.keys(), known)
-        for stream, expected in job.expected.items():
-            info = known[stream][1]
-            check_expected(stream, expected, 0 if info is None else info.version)
-    else:
-        _load_streams(tables, names, known)
-
+    head: int,
+    encoder: RecordEncoder,
+) -> _Prepared:
+    """Give a checked job's events their positions and versions; encode them."""
     keys: dict[str, bytes] = {}
     current: dict[str, int] = {}
     firsts: dict[str, int] = {}
@@ -287,7 +474,7 @@ def _prepare(
     index: list[tuple[bytes, bytes]] = []
     appended: list[AppendedEvent] = []
     position = head
-    for event in events:
+    for event in job.events:
         position += 1
         stream = event.stream
         version = current[stream] + 1
@@ -300,20 +487,16 @@ def _prepare(
         versions.append(version)
         index.append((keys[stream] + _pack_position(version), key))
         appended.append(AppendedEvent(stream, version, position))
-    encoded, data = encoder.encode_many(events, versions)
-    records = list(zip(packed, encoded, strict=True))
+    encoded, data = encoder.encode_many(job.events, versions)
 
     infos = {
-        name: (
-            keys[name],
-            StreamInfo(name, current[name], firsts[name], lasts[name]),
-        )
+        name: (keys[name], StreamInfo(name, current[name], firsts[name], lasts[name]))
         for name in names
     }
     return _Prepared(
         job,
         command_key,
-        records,
+        list(zip(packed, encoded, strict=True)),
         index,
         appended,
         infos,
@@ -323,36 +506,18 @@ def _prepare(
     )
 
 
-def _write(
-    tables: Tables,
-    prepared: _Prepared,
-    projectors: Sequence[InlineProjector],
-    known: dict[str, tuple[bytes, StreamInfo | None]],
-) -> AppendResult:
-    """Write a prepared job's events, stream index, stream infos, command id."""
-    if prepared.records:
-        tables.append_many(EVENTS, prepared.records)
-        tables.put_many(STREAM_INDEX, prepared.index)
-        encode = _result_encoder.encode
-        tables.put_many(
-            STREAMS, [(key, encode(info)) for key, info in prepared.infos.values()]
+def _project(
+    tables: Tables, prepared: _Prepared, projectors: Sequence[InlineProjector]
+) -> None:
+    """Fold a written job's events into every inline projector."""
+    at = prepared.recorded_at
+    stored = [
+        StoredEvent(
+            where.position, where.stream, where.version, e.type, d, e.metadata, at
         )
-        known.update(prepared.infos)
-
-    job = prepared.job
-    result = AppendResult(tuple(prepared.appended), job.command_id)
-    if prepared.command_key is not None:
-        tables.put(COMMANDS, prepared.command_key, _result_encoder.encode(result))
-    if projectors and prepared.records:
-        at = prepared.recorded_at
-        stored = [
-            StoredEvent(
-                where.position, where.stream, where.version, e.type, d, e.metadata, at
-            )
-            for e, where, d in zip(
-                job.events, prepared.appended, prepared.data, strict=True
-            )
-        ]
-        for projector in projectors:
-            projector.apply(tables, stored)
-    return result
+        for e, where, d in zip(
+            prepared.job.events, prepared.appended, prepared.data, strict=True
+        )
+    ]
+    for projector in projectors:
+        projector.apply(tables, stored)

@@ -67,12 +67,17 @@ _open_paths: dict[str, LmdbEventStore] = {}
 _open_paths_lock = threading.Lock()
 
 
+# Bumped in every child of fork(): comparing it is cheaper than getpid().
+_forks = [0]
+
+
 def _forget_parent_stores() -> None:
     # A child of fork() owns none of its parent's environments: it may open
     # any path afresh, and the lock may have been held by a parent thread.
     global _open_paths_lock  # noqa: PLW0603 - reset in the child only
     _open_paths_lock = threading.Lock()
     _open_paths.clear()
+    _forks[0] += 1
 
 
 os.register_at_fork(after_in_child=_forget_parent_stores)
@@ -227,8 +232,9 @@ class _LmdbTables:
         db = self._db(table)
         if db is None:
             return [None] * len(keys)
-        get = self._txn.get
-        return [get(key, db=db) for key in keys]  # type: ignore[misc]
+        # One call into LMDB: each call lets other threads take the GIL.
+        found = dict(self._txn.cursor(db=db).getmulti(keys))
+        return [found.get(key) for key in keys]  # type: ignore[misc]
 
     def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
         cursor = self._txn.cursor(db=self._db(table))
@@ -301,6 +307,7 @@ class LmdbEventStore(BaseStore):
         self._env = env
         self._handles = _Handles(env)
         self._pid = os.getpid()
+        self._fork = _forks[0]
         self._gate = _Gate()
         self._submit_lock = threading.Lock()
         self._closed = False
@@ -420,7 +427,7 @@ class LmdbEventStore(BaseStore):
     # -- the backend ------------------------------------------------------
 
     def _check_usable(self) -> None:
-        if os.getpid() != self._pid:
+        if _forks[0] != self._fork:
             raise ForkedProcessError(
                 f"the store at {self.path} was opened in process {self._pid} "
                 f"before fork(); open it again in process {os.getpid()}"
@@ -536,7 +543,7 @@ class LmdbEventStore(BaseStore):
         """
         if self._closed:
             return
-        forked = os.getpid() != self._pid
+        forked = _forks[0] != self._fork
         if self._writer is not None and not forked:
             with self._submit_lock:
                 self._closing = True
