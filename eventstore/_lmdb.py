@@ -467,7 +467,15 @@ class LmdbEventStore(BaseStore):
             # someone checks: check, then try once more.
             cleared = self._env.reader_check()
             logger.info("cleared %d stale reader slots in %s", cleared, self.path)
-            return self._env.begin()
+            try:
+                return self._env.begin()
+            except lmdb.ReadersFullError:
+                slots = self._env.info()["max_readers"]
+                raise EventStoreError(
+                    f"every one of the {slots} reader slots of {self.path} is "
+                    "taken by a live reader; open the store with a larger "
+                    "max_readers (the first process to open it sets it)"
+                ) from None
         # Another process grew the map. Adopting its size needs every
         # transaction of this process closed: step out of the shared gate.
         self._gate.release_shared()
