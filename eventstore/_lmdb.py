@@ -88,20 +88,38 @@ class StoreInUseError(EventStoreError):
 
 
 class _Gate:
-    """Many readers at once, or the writer alone (to resize the map)."""
+    """Many readers at once, or the writer alone (to resize the map).
+
+    Shared holds nest within a thread (a read inside ``read_views()``):
+    a nested hold never waits, or it would wait for a writer that waits
+    for the outer hold.
+    """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._readers = 0
         self._exclusive = False
+        self._local = threading.local()
+
+    def depth(self) -> int:
+        """How many shared holds the calling thread has."""
+        return getattr(self._local, "depth", 0)
 
     def acquire_shared(self) -> None:
+        depth = self.depth()
+        self._local.depth = depth + 1
+        if depth:
+            return
         with self._condition:
             if self._exclusive:
                 self._condition.wait_for(lambda: not self._exclusive)
             self._readers += 1
 
     def release_shared(self) -> None:
+        depth = self._local.depth - 1
+        self._local.depth = depth
+        if depth:
+            return
         with self._condition:
             self._readers -= 1
             if not self._readers and self._exclusive:
@@ -478,6 +496,12 @@ class LmdbEventStore(BaseStore):
                 ) from None
         # Another process grew the map. Adopting its size needs every
         # transaction of this process closed: step out of the shared gate.
+        if self._gate.depth() > 1:
+            raise EventStoreError(
+                f"another process grew the map of {self.path} while this "
+                "thread holds a read snapshot (read_views); read again after "
+                "it ends"
+            )
         self._gate.release_shared()
         try:
             self._adopt_map_size()

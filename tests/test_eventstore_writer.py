@@ -290,9 +290,10 @@ def test_readers_keep_reading_while_the_map_grows(tmp_path: Path) -> None:
         failures: list[BaseException] = []
 
         def read() -> None:
-            while not stop.is_set():
+            while not stop.wait(0.001):
                 try:
-                    list(store.read_all(to_position=1))
+                    with store.read_views():
+                        list(store.read_all(to_position=1))
                 except BaseException as exc:  # noqa: BLE001 - reported below
                     failures.append(exc)
                     return
