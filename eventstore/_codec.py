@@ -60,23 +60,6 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True):
     check: int = 0
 
 
-class _LazyEnvelope(msgspec.Struct, frozen=True, array_like=True):
-    """An :class:`Envelope` with its metadata and commit time left raw.
-
-    Most events carry no metadata and a commit shares one time, so a bulk
-    reader decodes each only when it differs from the last.
-    """
-
-    stream: str
-    version: int
-    type: str
-    schema_version: int
-    data: msgspec.Raw
-    metadata: msgspec.Raw
-    recorded_at: msgspec.Raw
-    check: int = 0
-
-
 class _Registration(msgspec.Struct, frozen=True):
     cls: type[msgspec.Struct]
     version: int
@@ -234,7 +217,12 @@ _encoder = msgspec.msgpack.Encoder()
 _plain_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 _EMPTY_METADATA = msgspec.Raw(_encoder.encode(EMPTY_METADATA))
-_lazy_envelope_decoder = msgspec.msgpack.Decoder(_LazyEnvelope)
+# The envelope as a tuple, its metadata and commit time left raw: most
+# events carry no metadata and a commit shares one time, so a bulk reader
+# decodes each only when it differs from the last.
+_envelope_tuple_decoder = msgspec.msgpack.Decoder(
+    tuple[str, int, str, int, msgspec.Raw, msgspec.Raw, msgspec.Raw, int]
+)
 _metadata_decoder = msgspec.msgpack.Decoder(EventMetadata)
 _datetime_decoder = msgspec.msgpack.Decoder(dt.datetime)
 
@@ -388,9 +376,9 @@ def decode_records(
     append = events.append
     from_bytes = int.from_bytes
     crc32 = zlib.crc32
-    decode_envelope = _lazy_envelope_decoder.decode
-    decode_plain = _plain_decoder.decode
-    by_name = registry._by_name  # noqa: SLF001 - the registry's own module
+    decode_envelope = _envelope_tuple_decoder.decode
+    # type name -> (schema version, decode): looked up once per chunk.
+    decoders: dict[str, tuple[int, Callable[[Any], Any]]] = {}
     last_at_raw = last_metadata_raw = _EMPTY_METADATA
     last_at: Any = None
     last_metadata = EMPTY_METADATA
@@ -399,36 +387,36 @@ def decode_records(
         data: Any = _SLOW
         if crc32(record) == _CRC_RESIDUE:
             try:
-                env = decode_envelope(record)
-                known = by_name.get(env.type)
-                if known is None:
-                    if not env.schema_version:
-                        data = decode_plain(env.data)
-                elif known.version == env.schema_version:
-                    data = known.decoder.decode(env.data)
-                if env.recorded_at != last_at_raw:
-                    last_at = _datetime_decoder.decode(env.recorded_at)
-                    last_at_raw = env.recorded_at
-                if env.metadata != last_metadata_raw:
-                    last_metadata = _metadata_decoder.decode(env.metadata)
-                    last_metadata_raw = env.metadata
+                stream, version, kind, schema, raw, metadata, at, _ = decode_envelope(
+                    record
+                )
+                decoder = decoders.get(kind)
+                if decoder is None:
+                    decoder = decoders[kind] = _decoder_of(registry, kind)
+                if schema == decoder[0]:
+                    data = decoder[1](raw)
+                if at != last_at_raw:
+                    last_at = _datetime_decoder.decode(at)
+                    last_at_raw = at
+                if metadata != last_metadata_raw:
+                    last_metadata = _metadata_decoder.decode(metadata)
+                    last_metadata_raw = metadata
             except msgspec.MsgspecError:
                 data = _SLOW
         if data is _SLOW:
             append(decode_record(record, position, registry))
             continue
         append(
-            StoredEvent(
-                position,
-                env.stream,
-                env.version,
-                env.type,
-                data,
-                last_metadata,
-                last_at,
-            )
+            StoredEvent(position, stream, version, kind, data, last_metadata, last_at)
         )
     return events
+
+
+def _decoder_of(registry: EventRegistry, name: str) -> tuple[int, Callable[[Any], Any]]:
+    known = registry._by_name.get(name)  # noqa: SLF001 - the registry's own module
+    if known is None:
+        return 0, _plain_decoder.decode
+    return known.version, known.decoder.decode
 
 
 def decode_record(record: bytes, position: int, registry: EventRegistry) -> StoredEvent:
