@@ -25,12 +25,11 @@ from eventstore._codec import (
     default_registry,
     open_envelope,
 )
+from eventstore._completion import LoopWaiter, Waiter
 from eventstore._core import (
     AppendJob,
     InlineProjector,
-    LoopWaiter,
     ViewJob,
-    Waiter,
     decode_result,
     decode_stream_info,
     read_stream_info,

@@ -21,7 +21,7 @@ from eventstore import (
     NotAStoreError,
     ViewTxn,
 )
-from eventstore._core import LoopWaiter
+from eventstore._completion import LoopWaiter
 
 TIMEOUT_S = 30
 
@@ -135,7 +135,7 @@ def test_an_append_async_cancelled_while_queued_writes_nothing(
 def test_a_completion_after_its_loop_closed_is_dropped_and_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="eventstore._core")
+    caplog.set_level(logging.DEBUG, logger="eventstore._completion")
     loop = asyncio.new_event_loop()
     waiter: LoopWaiter[int] = LoopWaiter(loop)
     loop.close()
