@@ -223,7 +223,11 @@ class BaseStore(abc.ABC):
         return None if raw is None else decode_result(raw)
 
     def streams(self, *, prefix: str = "") -> Iterator[StreamInfo]:
-        """Every stream whose name starts with ``prefix``, in name order."""
+        """Every stream whose name starts with ``prefix``.
+
+        Streams come in name order, except that names over 400 bytes sort
+        by their first 380 bytes only.
+        """
         # Long names keep only their first bytes in the key: scan by those,
         # then filter on the full name kept in the value.
         kept = prefix.encode()[:KEPT_PREFIX]

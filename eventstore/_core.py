@@ -7,6 +7,12 @@ that fails a check gets its error and writes nothing, so many jobs can share
 one transaction: each either writes all its events or none. Errors that
 escape the checks (a failing inline projector, a full map) abort the whole
 transaction, and the caller decides how to retry.
+
+Checks read the tables once per batch (one call per table for every job's
+streams and command ids) and then what earlier jobs of the batch added,
+kept in memory; the batch's writes are gathered and written with one call
+per table at the end, or before a view job or an inline projector runs, so
+that these see every earlier job's events.
 """
 
 from __future__ import annotations
