@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +19,7 @@ from eventstore import (
     LmdbEventStore,
     NewEvent,
     NotAStoreError,
+    StoredEvent,
     ViewTxn,
 )
 from eventstore._completion import LoopWaiter
@@ -335,3 +336,31 @@ def test_appends_queued_while_the_writer_is_busy_share_one_commit(
     # One commit for the held view job, one for all 32 appends.
     assert store.commits - commits_before == 2
     assert store.head_position() == 32
+
+
+class Picky:
+    name = "picky"
+
+    def apply(self, txn: ViewTxn, events: Sequence[StoredEvent]) -> None:
+        for event in events:
+            if event.stream == "poison":
+                raise RuntimeError("cannot fold poison")
+            txn.put("view:picky", event.stream.encode(), b"1")
+
+
+def test_a_failing_inline_projector_in_a_group_commit_fails_only_its_append(
+    store: LmdbEventStore,
+) -> None:
+    store.add_inline_projector(Picky())
+    held = HeldWriter(store)
+    futures = [store.append_future([note(s)]) for s in ("a", "poison", "b")]
+    commits_before = store.commits
+
+    held.let_go()
+    outcomes = [f.exception(timeout=TIMEOUT_S) for f in futures]
+
+    assert [o is None for o in outcomes] == [True, False, True]
+    assert [e.stream for e in store.read_all()] == ["a", "b"]
+    assert store.view_get("view:picky", b"b") == b"1"
+    # The held job, the failed group commit's retries: a, then b.
+    assert store.commits - commits_before == 3
