@@ -53,7 +53,8 @@ __all__ = ["Durability", "LmdbEventStore", "StoreInUseError"]
 logger = logging.getLogger(__name__)
 
 Durability = Literal["durable", "fast"]
-FORMAT = b"actorlog-1"
+# 2: a record is one MessagePack array ending in its CRC-32 (was: CRC first).
+FORMAT = b"actorlog-2"
 _DEFAULT_MAP_SIZE = 256 * 1024 * 1024
 _MAX_BATCH_EVENTS = 20_000
 _STOP = object()
@@ -85,7 +86,18 @@ class StoreInUseError(EventStoreError):
 class LmdbEventStore(BaseStore):
     """The event log in an LMDB environment on local disk.
 
-    Open it with :meth:`open`; one instance per path per process.
+    Open it with :meth:`open`; one instance per path per process. It is
+    thread-safe: one writer thread of its own group-commits every append.
+
+    Attributes:
+        path: The store's directory, resolved.
+        readonly: True when opened for reading only.
+        durability: ``"durable"`` or ``"fast"``.
+        registry: The event types used to encode and decode data.
+        notifier: Wakes subscriptions after each commit of this process.
+        commits: Write transactions committed by this instance.
+        map_resizes: Times this instance grew the map.
+
     """
 
     def __init__(

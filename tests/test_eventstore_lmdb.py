@@ -121,6 +121,18 @@ def test_a_store_with_another_format_is_refused(path: Path) -> None:
         LmdbEventStore.open(path, readonly=True)
 
 
+def test_a_store_of_the_first_record_layout_is_refused_by_name(path: Path) -> None:
+    LmdbEventStore.open(path).close()
+    env = lmdb.open(str(path), max_dbs=16)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.put(b"format", b"actorlog-1", db=meta)
+    env.close()
+
+    with pytest.raises(NotAStoreError, match="actorlog-1"):
+        LmdbEventStore.open(path, readonly=True)
+
+
 def test_a_readonly_store_reads_but_refuses_writes(path: Path) -> None:
     with LmdbEventStore.open(path) as writer:
         writer.append([note("a"), note("b")])
@@ -134,7 +146,7 @@ def test_a_readonly_store_reads_but_refuses_writes(path: Path) -> None:
         assert reader.stream_version("b") == 1
         assert reader.view_get("view:v", b"k") == b"v"
         assert [e.stream for e in reader.read_all()] == ["a", "b"]
-        assert reader.meta()["format"] == "actorlog-1"
+        assert reader.meta()["format"] == "actorlog-2"
 
 
 def test_meta_and_info_describe_the_store(store: LmdbEventStore) -> None:
