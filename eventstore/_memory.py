@@ -88,8 +88,10 @@ class _MemoryTables:
         data = self._data.get(table, {})
         index = bisect.bisect_left(keys, start)
         end = len(keys) if stop is None else bisect.bisect_left(keys, stop)
-        # A snapshot: the caller may iterate after the lock is released.
-        return iter([(key, data[key]) for key in keys[index:end]])
+        # The keys are a snapshot (a scan may delete as it goes); values are
+        # looked up lazily, so that a read of a few keys from a long table
+        # does not copy all of it.
+        return ((key, data[key]) for key in keys[index:end] if key in data)
 
 
 class MemoryEventStore(BaseStore):
