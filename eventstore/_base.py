@@ -19,11 +19,9 @@ from typing import Any, TypeVar
 
 from eventstore._codec import (
     EventRegistry,
-    decode_envelope,
     decode_record,
     decode_records,
     default_registry,
-    open_envelope,
 )
 from eventstore._completion import LoopWaiter, Waiter
 from eventstore._core import (
@@ -324,11 +322,7 @@ class BaseStore(abc.ABC):
                 chunk = list(
                     _take(tables.scan(EVENTS, pack_position(position), stop), _CHUNK)
                 )
-            for key, record in chunk:
-                at = unpack_position(key)
-                envelope = decode_envelope(record, at)
-                if envelope.type in wanted:
-                    yield open_envelope(envelope, at, registry)
+            yield from decode_records(chunk, registry, wanted)
             if len(chunk) < _CHUNK:
                 return
             position = unpack_position(chunk[-1][0]) + 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -359,9 +359,14 @@ def decode_envelope(record: bytes, position: int) -> Envelope:
 
 
 def decode_records(
-    chunk: Iterable[tuple[bytes, bytes]], registry: EventRegistry
+    chunk: Iterable[tuple[bytes, bytes]],
+    registry: EventRegistry,
+    types: Collection[str] | None = None,
 ) -> list[StoredEvent]:
     """Decode ``(position key, record)`` pairs: :func:`decode_record` in bulk.
+
+    With ``types``, records of other types are checked but left out, their
+    data not decoded.
 
     The common case (a sound record in its type's current schema, or of an
     unregistered type) runs inline; anything else goes through
@@ -390,6 +395,8 @@ def decode_records(
                 stream, version, kind, schema, raw, metadata, at, _ = decode_envelope(
                     record
                 )
+                if types is not None and kind not in types:
+                    continue
                 decoder = decoders.get(kind)
                 if decoder is None:
                     decoder = decoders[kind] = _decoder_of(registry, kind)
@@ -404,12 +411,23 @@ def decode_records(
             except msgspec.MsgspecError:
                 data = _SLOW
         if data is _SLOW:
-            append(decode_record(record, position, registry))
+            events.extend(_decode_slowly(record, position, registry, types))
             continue
         append(
             StoredEvent(position, stream, version, kind, data, last_metadata, last_at)
         )
     return events
+
+
+def _decode_slowly(
+    record: bytes,
+    position: int,
+    registry: EventRegistry,
+    types: Collection[str] | None,
+) -> list[StoredEvent]:
+    """:func:`decode_record`, filtered: it raises the precise error if any."""
+    event = decode_record(record, position, registry)
+    return [event] if types is None or event.type in types else []
 
 
 def _decoder_of(registry: EventRegistry, name: str) -> tuple[int, Callable[[Any], Any]]:

@@ -712,3 +712,17 @@ def test_a_view_scan_may_delete_as_it_goes(store: BaseStore) -> None:
     with store.read_views() as views:
         keys = [key for key, _ in views.scan("view:t")]
     assert keys == [f"k{index:04}".encode() for index in range(1, 600, 2)]
+
+
+def test_a_type_filter_applies_to_records_that_need_lifting(
+    store: BaseStore, registry: EventRegistry
+) -> None:
+    store.append([NewEvent("a", "Renamed", {"title": "t"}), note("b")])
+    registry.register(Renamed, version=1)
+    registry.upcaster("Renamed", from_version=0)(lambda d: {"name": d["title"]})
+
+    renamed = [e.data for e in store.read_all(types=["Renamed"])]
+    noted = [e.stream for e in store.read_all(types=["Noted"])]
+
+    assert renamed == [Renamed("t")]
+    assert noted == ["b"]
