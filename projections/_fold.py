@@ -21,6 +21,7 @@ import abc
 import bisect
 import datetime as dt
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,8 +30,8 @@ from typing import Any, Literal
 import msgspec
 
 from eventstore import EventRegistry, StoredEvent, ViewReader, ViewTxn
-from eventstore._codec import decode_envelope, decode_record, open_envelope
-from eventstore._tables import EVENTS, pack_position, unpack_position
+from eventstore._codec import decode_records
+from eventstore._tables import EVENTS, pack_position
 from projections._errors import HandlerError
 from projections._state import (
     ParkedEvent,
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 Apply = Callable[[ViewTxn, StoredEvent], None]
+_CHUNK = 512
 OnFailure = Literal["raise", "stop", "park"]
 
 
@@ -362,14 +364,9 @@ def read_log(
     decoded).
     """
     stop = None if last is None else pack_position(last + 1)
-    for key, record in txn.scan(EVENTS, pack_position(first), stop):
-        position = unpack_position(key)
-        if types is None:
-            yield decode_record(record, position, registry)
-            continue
-        envelope = decode_envelope(record, position)
-        if envelope.type in types:
-            yield open_envelope(envelope, position, registry)
+    scan = txn.scan(EVENTS, pack_position(first), stop)
+    while chunk := list(itertools.islice(scan, _CHUNK)):
+        yield from decode_records(chunk, registry, types)
 
 
 class Overlay:
