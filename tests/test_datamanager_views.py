@@ -229,3 +229,27 @@ async def test_a_malformed_index_field_is_refused_with_its_source(
         dm.add_data_source("odd", indexes=["bad\x00field"])
 
     assert "odd" not in dm.list_data_sources()
+
+
+async def test_the_actor_reader_and_the_view_reader_agree(dm: DataManager) -> None:
+    created = await dm.batch_create("notes", [{"n": i} for i in range(5)])
+    await dm.update("notes", created[0].id, {"n": 9})
+    ids = [rec.id for rec in created] + ["none"]
+
+    from_view = await dm.batch_read("notes", ids)
+    one_from_view = await dm.read("notes", created[0].id)
+    dm.reader = ActorReader(dm)
+    from_actor = await dm.batch_read("notes", ids)
+    one_from_actor = await dm.read("notes", created[0].id)
+
+    assert from_view == from_actor
+    assert one_from_view == one_from_actor
+
+
+async def test_the_records_view_is_there_once_started(tmp_path: Path) -> None:
+    manager = DataManager.open(tmp_path / "data", async_projections=())
+
+    with pytest.raises(ActorError, match="not started"):
+        manager.projections.records  # noqa: B018 - the property raises
+    with pytest.raises(RuntimeError, match="attached when the DataManager starts"):
+        manager._views.view  # noqa: B018 - the same, one level down
