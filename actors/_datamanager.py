@@ -13,7 +13,14 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Sequence,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -35,9 +42,11 @@ from actors._errors import ActorError, CommandTimeoutError, UnknownDataSourceErr
 from actors._instrument import CommandMeter, collect_gauges, trace_inline_folds
 from actors._monitoring import MonitoringSystem
 from actors._optimizer import PerformanceOptimizer
-from actors._reader import ActorReader, RecordReader
+from actors._projections import ASYNC_PROJECTIONS, Projections
+from actors._reader import RecordReader
 from actors._records import Record
 from actors._replies import LoopReply
+from actors._subscriptions import EventHandler, Subscriptions, events
 from actors._supervisor import (
     ChildHandle,
     FailureHook,
@@ -48,7 +57,15 @@ from actors._supervisor import (
 )
 from actors._tracing import command_span, inject
 from actors._transaction import Transaction
-from eventstore import Durability, EventStore, LmdbEventStore, MemoryEventStore
+from actors._views import RecordsViewReader
+from eventstore import (
+    Durability,
+    EventStore,
+    LmdbEventStore,
+    MemoryEventStore,
+    StoredEvent,
+)
+from projections import Subscriber
 
 if TYPE_CHECKING:
     from actors._dashboard import DashboardServer
@@ -120,6 +137,7 @@ class DataManager:
         restart_policy: RestartPolicy | None = None,
         scheduler: Scheduler | None = None,
         snapshot_every: int = 10_000,
+        async_projections: Sequence[str] = ASYNC_PROJECTIONS,
         read_cache_size: int = 10_000,
         read_cache_ttl_s: float | None = None,
     ) -> None:
@@ -144,7 +162,13 @@ class DataManager:
             "collections", policy=restart_policy, scheduler=scheduler
         )
         self.system.add_child(self.collections)
-        self.reader: RecordReader = ActorReader(self)
+        self.projections = Projections(
+            self, names=async_projections, policy=restart_policy, scheduler=scheduler
+        )
+        self.system.add_child(self.projections.supervisor)
+        self._views = RecordsViewReader(self)
+        self.reader: RecordReader = self._views
+        self._subscriptions = Subscriptions()
         self.monitoring = MonitoringSystem()
         self.optimizer = PerformanceOptimizer()
         self._meter = CommandMeter(self.monitoring)
@@ -191,6 +215,7 @@ class DataManager:
             if self._map_size_bytes is not None:
                 options["map_size_bytes"] = self._map_size_bytes
             self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
+        await asyncio.to_thread(self._views.attach, self._store)
         self.system.start()
         self._instrument(self._store)
         logger.info("DataManager started")
@@ -203,6 +228,7 @@ class DataManager:
         self._closed = True
         for deadlines in list(self._deadlines.values()):
             deadlines.cancel()
+        await self._subscriptions.close()
         if self._dashboard is not None:
             await self._dashboard.stop()
             self._dashboard = None
@@ -217,6 +243,7 @@ class DataManager:
         self.monitoring.flush()
         if self._cached is not None and self._store is not None:
             self._store.remove_inline_projector(self._cached.invalidator)
+        self._views.detach()
         if self._owns_store and self._store is not None:
             self._store.close()
 
@@ -236,7 +263,7 @@ class DataManager:
 
     def _collect(self) -> None:
         self._meter.flush()
-        supervisors = [self.system, self.collections]
+        supervisors = [self.system, self.collections, self.projections.supervisor]
         store = None if self._closed else self._store
         collect_gauges(self.monitoring, store, supervisors, self._handles)
 
@@ -310,8 +337,8 @@ class DataManager:
             snapshot_every: Snapshot the collection after this many events.
 
         Raises:
-            ActorError: If the name is taken or malformed, or the kind is
-                not supported (yet).
+            ActorError: If the name is taken or malformed, an index field
+                is malformed, or the kind is not supported (yet).
 
         """
         kind = "collection" if source is None else source
@@ -350,6 +377,7 @@ class DataManager:
             )
 
         worker = Worker(name, factory)
+        self._views.declare_indexes(name, data_source.indexes)
         self.collections.add_child(worker)
         self._sources[name] = data_source
         self._handles[name] = worker.handle
@@ -655,6 +683,70 @@ class DataManager:
     def transaction(self, *, timeout_s: float | None = None) -> Transaction:
         """Stage writes over several collections; commit them in one append."""
         return Transaction(self, timeout_s=timeout_s)
+
+    # -- subscriptions ----------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: EventHandler,
+        *,
+        types: Collection[str] | None = None,
+        from_position: int | None = None,
+        max_attempts: int = 3,
+    ) -> Subscriber:
+        """Call ``handler`` with every committed event whose stream matches.
+
+        Args:
+            pattern: A stream prefix (``"records/users/"``) or a glob
+                (``"workflows/*"``).
+            handler: A function, called on the subscriber's thread, or an
+                ``async def``, run on this event loop; one event at a time,
+                in position order.
+            types: Only events of these types, if given.
+            from_position: The first position wanted; new events if omitted.
+            max_attempts: Calls per event before a failure is logged and
+                the event skipped.
+
+        Returns:
+            The running subscriber (``position`` is the last event handled);
+            stop it with :meth:`unsubscribe`, or it stops with the
+            DataManager.
+
+        """
+        return self._subscriptions.subscribe(
+            self.store,
+            pattern,
+            handler,
+            types=types,
+            from_position=from_position,
+            max_attempts=max_attempts,
+        )
+
+    async def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Stop a subscriber from :meth:`subscribe`."""
+        await self._subscriptions.unsubscribe(subscriber)
+
+    def subscribe_events(
+        self,
+        pattern: str,
+        *,
+        types: Collection[str] | None = None,
+        from_position: int | None = None,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[StoredEvent]:
+        """Committed events whose stream matches ``pattern``, for ``async for``.
+
+        Iteration waits without blocking the loop, and ends after
+        ``timeout_s`` with nothing new (``None``: never; break out instead).
+        """
+        return events(
+            self.store,
+            pattern,
+            types=types,
+            from_position=from_position,
+            timeout_s=timeout_s,
+        )
 
     # -- data -------------------------------------------------------------
 

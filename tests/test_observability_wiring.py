@@ -25,7 +25,7 @@ from actors import (
 )
 from actors._tracing import command_span, use_tracer_provider
 from eventstore import record_stream, workflow_stream
-from projections import InlineRunner, RecordsProjection
+from projections import InlineRunner, StreamsProjection
 
 TOKEN = "dashboard-token-for-tests"  # noqa: S105 - a test's own server
 
@@ -70,13 +70,8 @@ def trace_id(span: ReadableSpan) -> int:
 async def test_a_command_its_actor_its_append_and_the_inline_fold_share_one_trace(
     exported: InMemorySpanExporter, dm: DataManager
 ) -> None:
-    runner = InlineRunner(dm.store, RecordsProjection()).attach()
-
-    try:
-        with command_span("request", "api") as request:
-            await dm.create("users", {"name": "ada"}, id="u1")
-    finally:
-        runner.detach()
+    with command_span("request", "api") as request:
+        await dm.create("users", {"name": "ada"}, id="u1")
 
     spans = by_name(exported)
     create = spans["create users"]
@@ -186,16 +181,25 @@ async def test_the_datamanager_measures_itself_out_of_the_box(
     assert restarts["last"] == dm.collections.restarts == 0
 
 
-async def test_projection_lag_is_the_distance_from_the_head(dm: DataManager) -> None:
-    await dm.create("users", {"n": 1})
-    runner = InlineRunner(dm.store, RecordsProjection()).attach()
-    runner.detach()
-    await dm.create("users", {"n": 2})
-    await dm.create("users", {"n": 3})
+async def test_projection_lag_is_the_distance_from_the_head(tmp_path: Path) -> None:
+    manager = DataManager.open(tmp_path / "store", async_projections=())
+    async with manager:
+        manager.add_data_source("users")
+        await manager.create("users", {"n": 1})
+        runner = InlineRunner(manager.store, StreamsProjection()).attach()
+        runner.detach()
+        await manager.create("users", {"n": 2})
+        await manager.create("users", {"n": 3})
 
-    lag = dm.monitoring.get_metric("projection.lag", {"projection": "records"})
+        streams = manager.monitoring.get_metric(
+            "projection.lag", {"projection": "streams"}
+        )
+        records = manager.monitoring.get_metric(
+            "projection.lag", {"projection": "records"}
+        )
 
-    assert lag["last"] == 2
+    assert streams["last"] == 2
+    assert records["last"] == 0
 
 
 async def test_a_sync_conflict_and_a_workflow_execution_are_counted() -> None:
