@@ -193,6 +193,24 @@ class BoundedCache(Generic[K, V]):
             return False, None
         return True, found  # type: ignore[return-value]
 
+    def lookup_or_reserve(
+        self, key: K, *, stale: bool = False
+    ) -> tuple[bool, V | None, Ticket | None]:
+        """``lookup`` then, on a miss, ``reserve``, under one lock.
+
+        Returns:
+            ``(True, value, None)`` on a hit, ``(False, None, ticket)`` on a
+            miss.
+
+        """
+        with self._lock:
+            found = self._lookup(key)
+            if found is not _MISSING:
+                return True, found, None  # type: ignore[return-value]
+            ticket = Ticket(stale=stale)
+            self._tickets.setdefault(key, []).append(ticket)
+        return False, None, ticket
+
     def reserve(self, key: K, *, stale: bool = False) -> Ticket:
         """Register a load of ``key`` that the caller runs (no task, no sharing).
 

@@ -114,10 +114,10 @@ class CachedReader:
     async def _read(self, name: str, record_id: str) -> Record | None:
         cache = self.cache
         key = (name, record_id)
-        hit, value = cache.lookup(key)
-        if hit:
+        stale = self._notifier.generation <= self.folding
+        _, value, ticket = cache.lookup_or_reserve(key, stale=stale)
+        if ticket is None:
             return value
-        ticket = cache.reserve(key, stale=self.generation() <= self.folding)
         try:
             found = await self.inner.read(name, record_id)
         except BaseException:
