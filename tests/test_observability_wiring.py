@@ -22,7 +22,9 @@ from actors import (
     UnknownAlertError,
     ValidationError,
     WorkflowEngine,
+    WorkflowFailedError,
 )
+from actors._instrument import CommandMeter
 from actors._tracing import command_span, use_tracer_provider
 from eventstore import record_stream, workflow_stream
 from projections import InlineRunner, StreamsProjection
@@ -344,3 +346,76 @@ async def test_validation_failures_count_as_command_errors(dm: DataManager) -> N
     assert errors["sum"] == 1
     [group] = dm.monitoring.get_errors()
     assert group["type"] == "ValidationError"
+
+
+async def test_a_failed_append_fails_its_span_and_the_command(
+    exported: InMemorySpanExporter, dm: DataManager
+) -> None:
+    await dm.create("users", {"n": 1}, id="u1")
+
+    with pytest.raises(ValidationError):
+        await dm.create("users", {"blob": object()})
+    await dm.update("users", "u1", {"n": 2})
+
+    append_spans = [
+        span for span in exported.get_finished_spans() if span.name == "append users"
+    ]
+    assert all(span.status.status_code is StatusCode.UNSET for span in append_spans)
+    assert append_spans[-1].attributes is not None
+    position = append_spans[-1].attributes["actorlog.position"]
+    assert isinstance(position, int)
+    assert position >= 2
+
+
+async def test_an_execution_interrupted_or_failed_ends_its_span_with_its_state(
+    exported: InMemorySpanExporter, dm: DataManager
+) -> None:
+    engine = WorkflowEngine(dm.store, monitoring=dm.monitoring)
+    started = asyncio.Event()
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    def boom() -> None:
+        raise ValueError("no")
+
+    engine.register_action("hang", hang)
+    engine.register_action("boom", boom)
+    async with engine:
+        await engine.create_workflow(
+            "stuck", {"steps": [{"name": "s", "action": "hang"}]}
+        )
+        await engine.create_workflow(
+            "bad", {"steps": [{"name": "s", "action": "boom"}]}
+        )
+        failing = await engine.execute_workflow("bad")
+        with pytest.raises(WorkflowFailedError):
+            await engine.wait(failing, timeout_s=10)
+        await engine.execute_workflow("stuck")
+        await asyncio.wait_for(started.wait(), 10)
+
+    states = {
+        span.name: (span.attributes or {}).get("actorlog.workflow.state")
+        for span in exported.get_finished_spans()
+        if span.name.startswith("execute ")
+    }
+    assert states == {"execute bad": "failed", "execute stuck": "interrupted"}
+    failed = dm.monitoring.get_metric("workflow.executions", {"state": "failed"})
+    assert failed["sum"] == 1
+
+
+async def test_samples_are_handed_over_in_bulk_once_enough_have_gathered() -> None:
+    monitoring = MonitoringSystem()
+    meter = CommandMeter(monitoring, flush_every=4)
+
+    for _ in range(4):
+        meter.command("read", "users", 0.001)
+        meter.append(2, 0.002)
+    counted = monitoring.get_metric("command.count")["sum"]
+    appended = monitoring.get_metric("append.events")["sum"]
+    meter.flush()
+
+    assert counted == 4
+    assert appended == 6  # the fourth append came after the hand-over
+    assert monitoring.get_metric("append.events")["sum"] == 8
