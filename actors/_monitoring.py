@@ -152,13 +152,13 @@ class MonitoringSystem:
         """
         if not values:
             return
-        if kind == "counter":
-            self._record(name, kind, sum(values), tags)
+        if kind == "counter" or len(values) == 1:
+            for_counter = sum(values) if kind == "counter" else values[0]
+            self._record(name, kind, for_counter, tags)
             return
         now = self._clock()
         with self._lock:
-            for value in values[:-1]:
-                self._metrics.record(name, kind, value, tags, now)
+            self._metrics.record_many(name, kind, values[:-1], tags, now)
         self._record(name, kind, values[-1], tags)
 
     def record_metric(self, name: str, value: float, tags: Tags | None = None) -> None:

@@ -419,3 +419,21 @@ async def test_samples_are_handed_over_in_bulk_once_enough_have_gathered() -> No
     assert counted == 4
     assert appended == 6  # the fourth append came after the hand-over
     assert monitoring.get_metric("append.events")["sum"] == 8
+
+
+def test_many_samples_at_once_count_in_full_and_keep_the_latest_window() -> None:
+    monitoring = MonitoringSystem(window_size=4)
+
+    monitoring.record_many("load", "timer", [5.0, 1.0, 2.0, 3.0, 4.0, 9.0])
+    monitoring.record_many("load", "timer", [7.0])
+    monitoring.record_many("hits", "counter", [1.0, 2.0])
+    monitoring.record_many("load", "timer", [])
+
+    load = monitoring.get_metric("load")
+    assert (load["count"], load["sum"], load["min"], load["max"]) == (7, 31, 1, 9)
+    assert load["last"] == 7
+    assert load["p99"] == 9  # the window holds 3, 4, 9, 7
+    assert load["p50"] == 4
+    assert monitoring.get_metric("hits")["sum"] == 3
+    with pytest.raises(ValueError, match="NaN"):
+        monitoring.record_many("load", "timer", [float("nan"), 1.0])
