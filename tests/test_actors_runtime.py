@@ -205,6 +205,8 @@ def slow_step(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+# Timing-sensitive on a loaded shared machine: a second run, never more.
+@pytest.mark.flaky(reruns=1)
 async def test_the_event_loop_is_never_blocked_with_a_thousand_commands_in_flight(
     tmp_path: Path,
 ) -> None:

@@ -113,6 +113,8 @@ async def test_the_page_loads_and_goes_live(
     assert store_name == "MemoryEventStore"
 
 
+# Timing-sensitive on a loaded shared machine: a second run, never more.
+@pytest.mark.flaky(reruns=1)
 async def test_the_throughput_chart_updates_after_appends(
     store: MemoryEventStore, page: Page
 ) -> None:
@@ -187,6 +189,8 @@ async def test_an_executions_steps_show_on_drill_down_and_follow_it(
     assert "no email" in (errors_table or "")
 
 
+# Timing-sensitive on a loaded shared machine: a second run, never more.
+@pytest.mark.flaky(reruns=1)
 async def test_a_token_page_works_with_its_token_and_not_without(
     store: MemoryEventStore, page: Page
 ) -> None:

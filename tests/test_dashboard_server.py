@@ -396,6 +396,8 @@ async def test_a_store_closed_under_the_dashboard_shows_why_it_stopped(
     assert snapshot["head_position"] == 2
 
 
+# Timing-sensitive on a loaded shared machine: a second run, never more.
+@pytest.mark.flaky(reruns=1)
 async def test_stop_closes_open_websockets(
     store: MemoryEventStore, session: aiohttp.ClientSession
 ) -> None:
