@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -41,6 +41,7 @@ from actors._supervisor import (
     Worker,
 )
 from actors._transaction import Transaction
+from actors._workflows import WorkflowEngine
 from eventstore import Durability, EventStore, LmdbEventStore, MemoryEventStore
 
 __all__ = ["Command", "DataManager", "DataSource", "Middleware"]
@@ -110,6 +111,7 @@ class DataManager:
         restart_policy: RestartPolicy | None = None,
         scheduler: Scheduler | None = None,
         snapshot_every: int = 10_000,
+        workflow_options: Mapping[str, Any] | None = None,
     ) -> None:
         if (path is None) == (store is None):
             raise ActorError("DataManager needs exactly one of path= and store=")
@@ -132,6 +134,12 @@ class DataManager:
             "collections", policy=restart_policy, scheduler=scheduler
         )
         self.system.add_child(self.collections)
+        self.workflow_supervisor = Supervisor(
+            "workflows", policy=restart_policy, scheduler=scheduler
+        )
+        self.system.add_child(self.workflow_supervisor)
+        self._workflow_options = dict(workflow_options or {})
+        self._workflows: WorkflowEngine | None = None
         self.reader: RecordReader = ActorReader(self)
 
     # -- life cycle -------------------------------------------------------
@@ -163,6 +171,18 @@ class DataManager:
             raise ActorError("the DataManager is not started")
         return self._store
 
+    @property
+    def workflows(self) -> WorkflowEngine:
+        """The workflow engine on this store (see ``docs/WORKFLOWS.md``).
+
+        Its execution actors run under ``dm.system``. Register actions and
+        services, then ``await dm.workflows.start()``: starting it resumes
+        the unfinished executions, which need their actions.
+        """
+        if self._workflows is None:
+            raise ActorError("the DataManager is not started")
+        return self._workflows
+
     async def start(self) -> Self:
         """Open the store (off the loop) and start the actor tree."""
         if self._store is None:
@@ -172,6 +192,12 @@ class DataManager:
             if self._map_size_bytes is not None:
                 options["map_size_bytes"] = self._map_size_bytes
             self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
+        if self._workflows is None:
+            self._workflows = WorkflowEngine(
+                self._store,
+                supervisor=self.workflow_supervisor,
+                **self._workflow_options,
+            )
         self.system.start()
         logger.info("DataManager started")
         return self
@@ -183,6 +209,8 @@ class DataManager:
         self._closed = True
         for deadlines in list(self._deadlines.values()):
             deadlines.cancel()
+        if self._workflows is not None:
+            await self._workflows.close()
         await asyncio.to_thread(self._stop_tree)
         logger.info("DataManager closed")
 
