@@ -82,7 +82,8 @@ def fresh_store(path: Path) -> None:
         if found and (MARKER not in found or not found <= _STORE_FILES):
             raise SystemExit(
                 f"{path} holds other files ({', '.join(sorted(found))}); "
-                "give the demo an empty or new directory (make clean removes ./demo-data)"
+                "give the demo an empty or new directory "
+                "(make clean removes ./demo-data)"
             )
         shutil.rmtree(path)
     path.mkdir(parents=True)

@@ -25,6 +25,7 @@ from eventstore import (
     Expected,
     MemoryEventStore,
     NewEvent,
+    WorkflowStarted,
     WorkflowStepSucceeded,
     workflow_stream,
 )
@@ -33,12 +34,23 @@ CHAIN = WorkflowBuilder("chain").step("one", "step").step("two", "step").build()
 
 
 class FailingDisk(MemoryEventStore):
-    """A store whose appends of a chosen step's success fail, like a full disk."""
+    """A store whose appends of a chosen step's success fail, like a full disk.
 
-    def __init__(self, step: str, *, failures: int) -> None:
+    With ``step=None`` the appends of a new execution's start fail instead.
+    """
+
+    def __init__(self, step: str | None, *, failures: int) -> None:
         super().__init__()
         self.step = step
         self.failures = failures
+
+    def _doomed(self, event: NewEvent) -> bool:
+        if self.step is None:
+            return isinstance(event.data, WorkflowStarted)
+        return (
+            isinstance(event.data, WorkflowStepSucceeded)
+            and event.data.step == self.step
+        )
 
     def append(
         self,
@@ -47,10 +59,7 @@ class FailingDisk(MemoryEventStore):
         expected_versions: Mapping[str, Expected] | None = None,
         command_id: str | None = None,
     ) -> AppendResult:
-        if self.failures and any(
-            isinstance(e.data, WorkflowStepSucceeded) and e.data.step == self.step
-            for e in events
-        ):
+        if self.failures and any(self._doomed(e) for e in events):
             self.failures -= 1
             raise OSError(28, "No space left on device")
         return super().append(
@@ -108,6 +117,26 @@ async def test_a_crashed_execution_actor_is_restarted_and_resumes_from_its_event
     assert types.count("WorkflowStepSucceeded") == 2
     assert "WorkflowResumed" in types
     assert types[-1] == "WorkflowCompleted"
+
+
+async def test_an_execution_whose_start_cannot_be_recorded_is_not_restarted() -> None:
+    def step() -> str:
+        return "done"
+
+    store = FailingDisk(None, failures=1)
+    async with DataManager(store=store) as dm:
+        dm.workflows.register_action("step", step)
+        await dm.workflows.start()
+        await dm.workflows.create_workflow("chain", CHAIN)
+
+        with pytest.raises(WorkflowError, match="could not start"):
+            await dm.workflows.execute_workflow("chain")
+        output = await dm.workflows.execute_workflow("chain", wait=True, timeout_s=5)
+        await until(lambda: dm.workflow_supervisor.children == [])
+
+    assert output == {"one": "done", "two": "done"}
+    assert dm.workflow_supervisor.restarts == 0
+    assert len(list(store.streams(prefix="workflows/"))) == 1
 
 
 async def test_an_execution_whose_actor_keeps_failing_ends_its_waiters() -> None:
