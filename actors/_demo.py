@@ -30,6 +30,7 @@ import msgspec
 from actors import DataManager, StepContext, WorkflowFailedError
 
 DATA = Path(__file__).with_name("_demo_data")
+DEFAULT_PATH = "./demo-data"
 MARKER = ".actorlog-demo"
 _STORE_FILES = {"data.mdb", "lock.mdb", "actorlog.lock", MARKER}
 
@@ -79,7 +80,10 @@ def fresh_store(path: Path) -> None:
     """
     if path.exists():
         found = {child.name for child in path.iterdir()}
-        if found and (MARKER not in found or not found <= _STORE_FILES):
+        # ./demo-data belongs to `make demo` (and `make clean`), even when
+        # an older demo wrote it without the marker.
+        ours = MARKER in found or path.resolve() == Path(DEFAULT_PATH).resolve()
+        if found and (not ours or not found <= _STORE_FILES):
             raise SystemExit(
                 f"{path} holds other files ({', '.join(sorted(found))}); "
                 "give the demo an empty or new directory "
@@ -245,7 +249,7 @@ def actorlog(path: Path, *args: str) -> str:
 
 def main(argv: list[str]) -> int:
     """Run the demo on the store at ``argv[0]`` and print what the CLI shows."""
-    path = Path(argv[0] if argv else "./demo-data")
+    path = Path(argv[0] if argv else DEFAULT_PATH)
     started = time.perf_counter()
     fresh_store(path)
     asyncio.run(run(path))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from actors import _demo
+from eventstore import LmdbEventStore, NewEvent
 
 
 def test_the_demo_runs_both_workflows_and_prints_what_the_cli_shows(
@@ -57,13 +58,21 @@ def test_the_demo_starts_afresh_on_its_own_store_and_refuses_other_folders(
     assert (other / "precious.txt").read_text() == "keep me"
 
 
-def test_make_demo_runs_the_module_as_a_script(tmp_path: Path) -> None:
+def test_make_demo_runs_the_module_on_demo_data_even_without_the_marker(
+    tmp_path: Path,
+) -> None:
+    old = tmp_path / "demo-data"
+    with LmdbEventStore.open(old) as store:
+        store.append([NewEvent("records/users/1", "Greeted", {"n": 1})])
+
     done = subprocess.run(
-        [sys.executable, "-m", "actors._demo", str(tmp_path / "d")],
+        [sys.executable, "-m", "actors._demo"],
         check=True,
         capture_output=True,
         text=True,
         timeout=90,
+        cwd=tmp_path,
     )
 
     assert "demo finished in" in done.stdout
+    assert (old / ".actorlog-demo").is_file()
