@@ -28,6 +28,8 @@ from typing import Any
 import msgspec
 
 from actors import DataManager, StepContext, WorkflowFailedError
+from eventstore import LmdbEventStore
+from projections import projection_named, rebuild
 
 DATA = Path(__file__).with_name("_demo_data")
 DEFAULT_PATH = "./demo-data"
@@ -254,9 +256,10 @@ def main(argv: list[str]) -> int:
     fresh_store(path)
     asyncio.run(run(path))
 
-    # The application is closed: the CLI may take the writer lock.
-    for view in ("records", "workflows"):
-        actorlog(path, "projections", "rebuild", view)
+    # The application is closed: fold the views the CLI shows from the log.
+    with LmdbEventStore.open(path) as store:
+        for view in ("records", "workflows"):
+            rebuild(store, projection_named(view))
     for command in (
         ("workflows", "list"),
         ("projections", "show", "records", "--collection", "users"),
