@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pykka
@@ -245,3 +245,53 @@ async def test_the_engine_needs_a_started_data_manager() -> None:
 def test_workflow_errors_derive_from_the_actors_root() -> None:
     assert issubclass(WorkflowError, ActorError)
     assert issubclass(WorkflowStateError, ActorError)
+
+
+class HeldRestarts:
+    """A scheduler that holds every restart until the test releases it."""
+
+    def __init__(self) -> None:
+        self.held: list[Callable[[], None]] = []
+        self.lock = threading.Lock()
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        del delay_s
+        with self.lock:
+            self.held.append(fn)
+
+    def release(self) -> None:
+        with self.lock:
+            held, self.held = self.held, []
+        for fn in held:
+            fn()
+
+    def cancel_all(self) -> None:
+        with self.lock:
+            self.held.clear()
+
+
+async def test_a_command_sent_while_the_actor_restarts_reaches_the_next_one() -> None:
+    def step(ctx: StepContext) -> str:
+        return ctx.step
+
+    scheduler = HeldRestarts()
+    store = FailingDisk("one", failures=1)
+    async with DataManager(store=store, scheduler=scheduler) as dm:
+        dm.workflows.register_action("step", step)
+        await dm.workflows.start()
+        await dm.workflows.create_workflow("chain", CHAIN)
+        execution_id = await dm.workflows.execute_workflow("chain")
+        await until(lambda: len(scheduler.held) == 1)
+
+        pause = asyncio.ensure_future(dm.workflows.pause_workflow(execution_id))
+        await asyncio.sleep(0.01)
+        assert not pause.done()
+        scheduler.release()
+        state = await asyncio.wait_for(pause, 5)
+        status = await dm.workflows.get_execution_status(execution_id)
+        await dm.workflows.resume_workflow(execution_id)
+        output = await dm.workflows.wait(execution_id, timeout_s=5)
+
+    assert state == "paused"
+    assert status.steps["two"].state == "pending"
+    assert output == {"one": "one", "two": "two"}
