@@ -114,8 +114,10 @@ class Command(msgspec.Struct, frozen=True):
     reason: str = ""
 
     def fail(self, error: BaseException) -> None:
-        """Answer the caller with ``error`` (the actor is gone for good)."""
-        self.reply(error, None)
+        """Answer the caller: the actor is gone (removed, or given up on)."""
+        gone = ActorGoneError(f"the execution's actor is gone: {error}")
+        gone.__cause__ = error
+        self.reply(gone, None)
 
 
 # -- operations from the actor to the loop ----------------------------------

@@ -3,12 +3,20 @@
 Each live execution is a :class:`~actors._supervisor.Worker` of the
 engine's workflows supervisor. Its first incarnation may start a new
 execution; every later one (after a failure) rebuilds it from its stream.
+
+Design note. An execution can end, and the engine remove its worker, before
+the supervisor's thread has pointed the handle at the incarnation it just
+started (a short execution runs all of it in ``on_start``). Stopping through
+the handle alone would then miss that actor. So the worker remembers the
+latest incarnation it started, under a lock, and whichever comes second,
+the removal or the end of the start, stops it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +29,8 @@ from eventstore import EventStore, WorkflowStarted
 __all__ = ["ExecutionWorker", "WorkerOps"]
 
 logger = logging.getLogger(__name__)
+
+_STOP_TIMEOUT_S = 10.0
 
 WorkerOps = Callable[
     ["ExecutionWorker", str, "pykka.ActorRef[ExecutionActor]", list[Op]], None
@@ -61,6 +71,9 @@ class ExecutionWorker(Worker):
         self._on_gone = on_gone
         self._started = started
         self._rng = rng
+        self._lock = threading.Lock()
+        self._latest: pykka.ActorRef[Any] | None = None
+        self._removed = False
 
     def _incarnation(
         self, handle: ChildHandle, on_failure: FailureHook
@@ -73,7 +86,7 @@ class ExecutionWorker(Worker):
         ) -> None:
             self._send_ops(self, execution_id, ref, ops)
 
-        return ExecutionActor.start(
+        ref = ExecutionActor.start(
             handle,
             on_failure,
             self._store,
@@ -82,10 +95,44 @@ class ExecutionWorker(Worker):
             started=started,
             rng=self._rng,
         )
+        with self._lock:
+            self._latest = ref
+        return ref
+
+    def start(self, on_failure: FailureHook) -> None:
+        """Start an incarnation, unless the worker was removed meanwhile."""
+        with self._lock:
+            if self._removed:
+                return
+        super().start(on_failure)
+        with self._lock:
+            late = self._latest if self._removed else None
+        _stop(late)
+
+    def stop(self) -> None:
+        """Stop the running incarnation, even one the handle does not know yet."""
+        super().stop()
+        with self._lock:
+            latest = self._latest
+        _stop(latest)
 
     def fail(self, error: BaseException, *, stopped: bool = False) -> None:
         """Stop for good; tell the engine unless the stop was asked for."""
         super().fail(error, stopped=stopped)
-        if not stopped:
+        if stopped:
+            with self._lock:
+                self._removed = True
+                latest = self._latest
+            _stop(latest)
+        else:
             logger.error("execution %s: its actor is gone: %r", self.name, error)
             self._on_gone(self, error)
+
+
+def _stop(ref: pykka.ActorRef[Any] | None) -> None:
+    if ref is None:
+        return
+    try:
+        ref.stop(block=True, timeout=_STOP_TIMEOUT_S)
+    except pykka.ActorDeadError:
+        logger.debug("%r had stopped already", ref)
