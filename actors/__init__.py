@@ -61,6 +61,10 @@ from actors._optimizer import (
 from actors._pool import (
     ResourcePool,
 )
+from actors._projections import (
+    Projections,
+    SupervisedProjectionActor,
+)
 from actors._reader import (
     ActorReader,
     RecordReader,
@@ -89,6 +93,9 @@ from actors._tracing_setup import (
 )
 from actors._transaction import (
     Transaction,
+)
+from actors._views import (
+    RecordsViewReader,
 )
 from actors._workflows import (
     BreakerPolicy,
@@ -147,8 +154,10 @@ __all__ = [
     "OperationNotSupportedError",
     "PerformanceOptimizer",
     "PoolExhaustedError",
+    "Projections",
     "Record",
     "RecordReader",
+    "RecordsViewReader",
     "Reply",
     "Resolution",
     "ResourcePool",
@@ -161,6 +170,7 @@ __all__ = [
     "StepTimeoutError",
     "Strategy",
     "SupervisedActor",
+    "SupervisedProjectionActor",
     "Supervisor",
     "SupervisorGaveUpError",
     "SystemClock",

@@ -12,7 +12,15 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -29,9 +37,11 @@ from actors._collection import (
 from actors._data import Step, Transformer, process_data, transform, validate
 from actors._deadlines import Deadlines
 from actors._errors import ActorError, CommandTimeoutError, UnknownDataSourceError
-from actors._reader import ActorReader, RecordReader
+from actors._projections import ASYNC_PROJECTIONS, Projections
+from actors._reader import RecordReader
 from actors._records import Record
 from actors._replies import LoopReply
+from actors._subscriptions import EventHandler, Subscriptions, events
 from actors._supervisor import (
     ChildHandle,
     FailureHook,
@@ -41,8 +51,16 @@ from actors._supervisor import (
     Worker,
 )
 from actors._transaction import Transaction
+from actors._views import RecordsViewReader
 from actors._workflows import WorkflowEngine
-from eventstore import Durability, EventStore, LmdbEventStore, MemoryEventStore
+from eventstore import (
+    Durability,
+    EventStore,
+    LmdbEventStore,
+    MemoryEventStore,
+    StoredEvent,
+)
+from projections import Subscriber
 
 __all__ = ["Command", "DataManager", "DataSource", "Middleware"]
 
@@ -111,6 +129,7 @@ class DataManager:
         restart_policy: RestartPolicy | None = None,
         scheduler: Scheduler | None = None,
         snapshot_every: int = 10_000,
+        async_projections: Sequence[str] = ASYNC_PROJECTIONS,
         workflow_options: Mapping[str, Any] | None = None,
     ) -> None:
         if (path is None) == (store is None):
@@ -134,13 +153,19 @@ class DataManager:
             "collections", policy=restart_policy, scheduler=scheduler
         )
         self.system.add_child(self.collections)
+        self.projections = Projections(
+            self, names=async_projections, policy=restart_policy, scheduler=scheduler
+        )
+        self.system.add_child(self.projections.supervisor)
         self.workflow_supervisor = Supervisor(
             "workflows", policy=restart_policy, scheduler=scheduler
         )
         self.system.add_child(self.workflow_supervisor)
         self._workflow_options = dict(workflow_options or {})
         self._workflows: WorkflowEngine | None = None
-        self.reader: RecordReader = ActorReader(self)
+        self._views = RecordsViewReader(self)
+        self.reader: RecordReader = self._views
+        self._subscriptions = Subscriptions()
 
     # -- life cycle -------------------------------------------------------
 
@@ -192,6 +217,7 @@ class DataManager:
             if self._map_size_bytes is not None:
                 options["map_size_bytes"] = self._map_size_bytes
             self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
+        await asyncio.to_thread(self._views.attach, self._store)
         if self._workflows is None:
             self._workflows = WorkflowEngine(
                 self._store,
@@ -209,6 +235,7 @@ class DataManager:
         self._closed = True
         for deadlines in list(self._deadlines.values()):
             deadlines.cancel()
+        await self._subscriptions.close()
         if self._workflows is not None:
             await self._workflows.close()
         await asyncio.to_thread(self._stop_tree)
@@ -217,6 +244,7 @@ class DataManager:
     def _stop_tree(self) -> None:
         self.system.stop()
         self.system.fail(ActorError("the DataManager is closed"), stopped=True)
+        self._views.detach()
         if self._owns_store and self._store is not None:
             self._store.close()
 
@@ -255,8 +283,8 @@ class DataManager:
             snapshot_every: Snapshot the collection after this many events.
 
         Raises:
-            ActorError: If the name is taken or malformed, or the kind is
-                not supported (yet).
+            ActorError: If the name is taken or malformed, an index field
+                is malformed, or the kind is not supported (yet).
 
         """
         kind = "collection" if source is None else source
@@ -294,6 +322,7 @@ class DataManager:
             )
 
         worker = Worker(name, factory)
+        self._views.declare_indexes(name, data_source.indexes)
         self.collections.add_child(worker)
         self._sources[name] = data_source
         self._handles[name] = worker.handle
@@ -586,6 +615,70 @@ class DataManager:
     def transaction(self, *, timeout_s: float | None = None) -> Transaction:
         """Stage writes over several collections; commit them in one append."""
         return Transaction(self, timeout_s=timeout_s)
+
+    # -- subscriptions ----------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: EventHandler,
+        *,
+        types: Collection[str] | None = None,
+        from_position: int | None = None,
+        max_attempts: int = 3,
+    ) -> Subscriber:
+        """Call ``handler`` with every committed event whose stream matches.
+
+        Args:
+            pattern: A stream prefix (``"records/users/"``) or a glob
+                (``"workflows/*"``).
+            handler: A function, called on the subscriber's thread, or an
+                ``async def``, run on this event loop; one event at a time,
+                in position order.
+            types: Only events of these types, if given.
+            from_position: The first position wanted; new events if omitted.
+            max_attempts: Calls per event before a failure is logged and
+                the event skipped.
+
+        Returns:
+            The running subscriber (``position`` is the last event handled);
+            stop it with :meth:`unsubscribe`, or it stops with the
+            DataManager.
+
+        """
+        return self._subscriptions.subscribe(
+            self.store,
+            pattern,
+            handler,
+            types=types,
+            from_position=from_position,
+            max_attempts=max_attempts,
+        )
+
+    async def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Stop a subscriber from :meth:`subscribe`."""
+        await self._subscriptions.unsubscribe(subscriber)
+
+    def subscribe_events(
+        self,
+        pattern: str,
+        *,
+        types: Collection[str] | None = None,
+        from_position: int | None = None,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[StoredEvent]:
+        """Committed events whose stream matches ``pattern``, for ``async for``.
+
+        Iteration waits without blocking the loop, and ends after
+        ``timeout_s`` with nothing new (``None``: never; break out instead).
+        """
+        return events(
+            self.store,
+            pattern,
+            types=types,
+            from_position=from_position,
+            timeout_s=timeout_s,
+        )
 
     # -- data -------------------------------------------------------------
 

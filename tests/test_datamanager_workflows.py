@@ -82,7 +82,7 @@ async def test_dm_workflows_runs_executions_under_the_system_supervisor() -> Non
         execution_id = await dm.workflows.execute_workflow("chain")
         await until(lambda: dm.workflow_supervisor.children == [execution_id])
 
-        assert dm.system.children == ["collections", "workflows"]
+        assert dm.system.children == ["collections", "projections", "workflows"]
         assert dm.workflows.store is dm.store
         gate.set()
         output = await dm.workflows.wait(execution_id, timeout_s=5)

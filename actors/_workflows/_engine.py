@@ -619,12 +619,14 @@ class WorkflowEngine:
     def _forget(self, worker: ExecutionWorker) -> None:
         # Drop a worker whose execution ended (or that is gone) and remove
         # it from the supervisor off the loop: stopping an actor blocks.
+        # Only once: a second removal by name could hit a newer worker.
         execution_id = worker.execution_id
         if self._workers.get(execution_id) is worker:
             del self._workers[execution_id]
             self._current.pop(execution_id, None)
-        if self._loop is None:
+        if self._loop is None or worker.forgotten:
             return
+        worker.forgotten = True
         task = self._loop.create_task(
             asyncio.to_thread(self.supervisor.remove_child, worker.name)
         )

@@ -74,6 +74,7 @@ class ExecutionWorker(Worker):
         self._lock = threading.Lock()
         self._latest: pykka.ActorRef[Any] | None = None
         self._removed = False
+        self.forgotten = False
 
     def _incarnation(
         self, handle: ChildHandle, on_failure: FailureHook
