@@ -47,6 +47,10 @@ class AlertNotifier:
         self._pending: set[concurrent.futures.Future[AppendResult]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def use_store(self, store: EventStore | None) -> None:
+        """Record later transitions in ``store`` (None: record none)."""
+        self._store = store
+
     def fired(self, alert: Alert, notice: AlertNotice) -> None:
         """Record the firing and call the alert's callback."""
         logger.warning("alert %r fired (value %s)", alert.name, notice.value)

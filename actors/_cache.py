@@ -13,6 +13,7 @@ as its own task, so a waiter's cancellation does not cancel it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-__all__ = ["BoundedCache", "CacheStats"]
+__all__ = ["BoundedCache", "CacheStats", "Ticket"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -49,6 +50,15 @@ class _Load(Generic[V]):
     def __init__(self, task: asyncio.Task[V]) -> None:
         self.task = task
         self.stale = False
+
+
+class Ticket:
+    """A load of one key the caller runs itself (see ``BoundedCache.reserve``)."""
+
+    __slots__ = ("stale",)
+
+    def __init__(self, *, stale: bool = False) -> None:
+        self.stale = stale
 
 
 class BoundedCache(Generic[K, V]):
@@ -78,11 +88,17 @@ class BoundedCache(Generic[K, V]):
         self._lock = threading.Lock()
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._loads: dict[K, _Load[V]] = {}
+        self._tickets: dict[K, list[Ticket]] = {}
         self._hits = self._misses = self._evictions = 0
         self._expirations = self._invalidations = self._shared = 0
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is cached and no load is in flight."""
+        return not self._entries and not self._loads and not self._tickets
 
     def _lookup(self, key: K) -> object:
         found = self._entries.get(key)
@@ -107,13 +123,16 @@ class BoundedCache(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         """Cache ``value`` under ``key``, evicting the least recently used."""
-        expires = self._clock() + self.ttl_s if self.ttl_s is not None else float("inf")
         with self._lock:
-            self._entries[key] = (expires, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_size:
-                self._entries.popitem(last=False)
-                self._evictions += 1
+            self._put(key, value)
+
+    def _put(self, key: K, value: V) -> None:
+        expires = self._clock() + self.ttl_s if self.ttl_s is not None else float("inf")
+        self._entries[key] = (expires, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_size:
+            self._entries.popitem(last=False)
+            self._evictions += 1
 
     def invalidate(self, key: K) -> bool:
         """Drop ``key`` (and spoil a load of it in flight); True if cached."""
@@ -121,6 +140,8 @@ class BoundedCache(Generic[K, V]):
             load = self._loads.get(key)
             if load is not None:
                 load.stale = True
+            for ticket in self._tickets.get(key, ()):
+                ticket.stale = True
             found = self._entries.pop(key, None) is not None
             self._invalidations += found
         return found
@@ -134,6 +155,9 @@ class BoundedCache(Generic[K, V]):
         with self._lock:
             for load in self._loads.values():
                 load.stale = True
+            for tickets in self._tickets.values():
+                for ticket in tickets:
+                    ticket.stale = True
             dropped = len(self._entries)
             self._entries.clear()
             self._invalidations += dropped
@@ -161,6 +185,63 @@ class BoundedCache(Generic[K, V]):
                 max_size=self.max_size,
             )
 
+    def lookup(self, key: K) -> tuple[bool, V | None]:
+        """``(True, value)`` if ``key`` is cached, else ``(False, None)``."""
+        with self._lock:
+            found = self._lookup(key)
+        if found is _MISSING:
+            return False, None
+        return True, found  # type: ignore[return-value]
+
+    def lookup_or_reserve(
+        self, key: K, *, stale: bool = False
+    ) -> tuple[bool, V | None, Ticket | None]:
+        """``lookup`` then, on a miss, ``reserve``, under one lock.
+
+        Returns:
+            ``(True, value, None)`` on a hit, ``(False, None, ticket)`` on a
+            miss.
+
+        """
+        with self._lock:
+            found = self._lookup(key)
+            if found is not _MISSING:
+                return True, found, None  # type: ignore[return-value]
+            ticket = Ticket(stale=stale)
+            self._tickets.setdefault(key, []).append(ticket)
+        return False, None, ticket
+
+    def reserve(self, key: K, *, stale: bool = False) -> Ticket:
+        """Register a load of ``key`` that the caller runs (no task, no sharing).
+
+        An invalidation of ``key`` (or a ``clear``) until :meth:`settle`
+        spoils the ticket; a spoiled ticket's value is not stored.
+
+        Args:
+            key: The key being loaded.
+            stale: Spoil the ticket from the start (the caller knows its
+                load may read a value older than a write in progress).
+
+        """
+        ticket = Ticket(stale=stale)
+        with self._lock:
+            self._tickets.setdefault(key, []).append(ticket)
+        return ticket
+
+    def settle(self, key: K, ticket: Ticket, value: V, *, store: bool = True) -> None:
+        """End a reserved load; cache ``value`` unless the ticket was spoiled."""
+        with self._lock:
+            tickets = self._tickets.get(key)
+            if tickets is not None:
+                with contextlib.suppress(ValueError):
+                    tickets.remove(ticket)
+                if not tickets:
+                    del self._tickets[key]
+            # Under the lock: an invalidation cannot slip in between the
+            # check and the store.
+            if store and not ticket.stale:
+                self._put(key, value)
+
     async def get_or_load(self, key: K, loader: Callable[[], Awaitable[V]]) -> V:
         """The cached value of ``key``, or the result of one shared ``loader``.
 
@@ -181,9 +262,9 @@ class BoundedCache(Generic[K, V]):
         return await asyncio.shield(load.task)
 
     def _loaded(self, key: K, load: _Load[V], task: asyncio.Task[V]) -> None:
+        failed = task.cancelled() or task.exception() is not None
         with self._lock:
             if self._loads.get(key) is load:
                 del self._loads[key]
-        if task.cancelled() or task.exception() is not None or load.stale:
-            return
-        self.put(key, task.result())
+            if not failed and not load.stale:
+                self._put(key, task.result())

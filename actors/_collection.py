@@ -32,6 +32,7 @@ import msgspec
 
 from actors._data import Transformer, run_transformers, validate
 from actors._errors import ActorError, ConcurrencyError, NotFoundError, ValidationError
+from actors._instrument import finish_append_span, start_append_span
 from actors._records import (
     RECORD_EVENT_TYPES,
     Record,
@@ -40,6 +41,7 @@ from actors._records import (
     fold,
 )
 from actors._supervisor import ChildHandle, FailureHook, SupervisedActor
+from actors._tracing import current_traceparent, receive_span, suppress_tracing
 from eventstore import (
     NO_STREAM,
     AppendResult,
@@ -98,6 +100,8 @@ class CollectionShared:
         self.dirty: set[str] = set()
         self.failures = 0
         self.committed_position = 0
+        # Called on the writer's thread with (events, seconds to commit).
+        self.on_commit: Callable[[int, float], None] | None = None
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -123,6 +127,7 @@ class Write(_Message, frozen=True):
     ops: tuple[Op, ...]
     command_id: str | None = None
     single: bool = True
+    trace: dict[str, str] | None = None
 
 
 class Read(_Message, frozen=True):
@@ -199,11 +204,16 @@ class CollectionActor(SupervisedActor):
         self._since_snapshot = 0
         self._batch: _Batch | None = None
         self._last_stamp: tuple[int, EventMetadata, dt.datetime] | None = None
+        self._traceparent: str | None = None
 
     # -- recovery and snapshots -------------------------------------------
 
     def recover(self) -> None:
         """Load the latest snapshot, then fold the events after it."""
+        with suppress_tracing():
+            self._recover()
+
+    def _recover(self) -> None:
         pending = set(self.shared.inflight)
         if pending:
             concurrent.futures.wait(pending, timeout=_RECOVERY_WAIT_S)
@@ -313,12 +323,23 @@ class CollectionActor(SupervisedActor):
             self._flush()
             self._reload_dirty()
         try:
-            self._dispatch(message)
+            if type(message) is Write and message.trace:
+                self._traced(message)
+            else:
+                self._dispatch(message)
         except (ActorError, QueryError) as error:
             message.fail(error)
         except Exception as error:
             message.fail(error)
             raise
+
+    def _traced(self, message: Write) -> None:
+        with receive_span(self.config.name, message.trace, message_type="Write"):
+            self._traceparent = current_traceparent()
+            try:
+                self._dispatch(message)
+            finally:
+                self._traceparent = None
 
     def _dispatch(self, message: Any) -> None:
         if isinstance(message, Write):
@@ -360,6 +381,8 @@ class CollectionActor(SupervisedActor):
         if batch is None:
             batch = self._batch = _Batch()
         batch.add(staged, message.reply, answer)
+        if batch.traceparent is None:
+            batch.traceparent = self._traceparent
         self._apply(staged)
         if command_id is not None:
             self._flush(command_id)
@@ -368,18 +391,28 @@ class CollectionActor(SupervisedActor):
         batch, self._batch = self._batch, None
         if batch is None:
             return
+        name = self.config.name
+        span = start_append_span(name, len(batch.events), batch.traceparent)
+        started = time.perf_counter()
         future = self.store.append_future(
             batch.events, expected_versions=batch.expected, command_id=command_id
         )
         replies = batch.replies
-        name = self.config.name
         commands = self._commands
         if command_id is not None:
             commands[command_id] = future
+        on_commit = self.shared.on_commit
+        count = len(batch.events)
 
         def done(error: BaseException | None) -> None:
             if command_id is not None:
                 commands.pop(command_id, None)
+            if on_commit is not None and error is None:
+                on_commit(count, time.perf_counter() - started)
+            if span is not None:
+                finish_append_span(
+                    span, error, None if error else future.result().last_position
+                )
             if error is not None:
                 mapped = _store_error(name, error)
                 for reply, _answer in replies:
@@ -453,6 +486,11 @@ class CollectionActor(SupervisedActor):
             metadata = EventMetadata(hlc=HLCTimestamp(now_ms, 0))
             at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
             self._last_stamp = (now_ms, metadata, at)
+        if self._traceparent is not None:
+            traced = msgspec.structs.replace(
+                self._last_stamp[1], traceparent=self._traceparent
+            )
+            return traced, self._last_stamp[2]
         return self._last_stamp[1], self._last_stamp[2]
 
     def _event_data(
@@ -669,9 +707,10 @@ def new_id() -> str:
 class _Batch:
     """Writes staged since the last append, appended together."""
 
-    __slots__ = ("events", "expected", "ids", "replies")
+    __slots__ = ("events", "expected", "ids", "replies", "traceparent")
 
     def __init__(self) -> None:
+        self.traceparent: str | None = None
         self.events: list[NewEvent] = []
         self.expected: dict[str, Expected] = {}
         self.ids: set[str] = set()

@@ -30,6 +30,7 @@ from actors._dashboard_fold import (
     metric_series,
     to_json,
 )
+from actors._errors import ActorError
 from eventstore import EventStore, EventStoreError, workflow_stream
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ _FOLLOW_WAIT_S = 0.5
 _STOP_TIMEOUT_S = 10.0
 
 
-class DashboardError(Exception):
+class DashboardError(ActorError):
     """Raised when the dashboard cannot start as configured."""
 
 

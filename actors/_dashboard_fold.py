@@ -491,6 +491,14 @@ def _error_text(data: Any) -> str:
     return f"{error_type}: {error}" if error_type else str(error)
 
 
+def _series_label(item: Mapping[str, Any]) -> str:
+    tags = item.get("tags")
+    if not isinstance(tags, Mapping) or not tags:
+        return str(item["name"])
+    shown = ",".join(f"{key}={tags[key]}" for key in sorted(tags))
+    return f"{item['name']}{{{shown}}}"
+
+
 def metric_series(snapshot: Any, *, depth: int = 4) -> dict[str, dict[str, float]]:
     """The metric series in a monitoring snapshot, by dotted name.
 
@@ -501,6 +509,13 @@ def metric_series(snapshot: Any, *, depth: int = 4) -> dict[str, dict[str, float
     found: dict[str, dict[str, float]] = {}
 
     def walk(value: Any, path: list[str], level: int) -> None:
+        if isinstance(value, list | tuple) and level <= depth:
+            # A list of named series (``MonitoringSystem.get_dashboard``):
+            # each is known by its name and its tags.
+            for item in value:
+                if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                    walk(item, [*path, _series_label(item)], level + 1)
+            return
         if not isinstance(value, Mapping) or level > depth:
             return
         stats = {

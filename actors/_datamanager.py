@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import weakref
 from collections.abc import (
     AsyncIterator,
@@ -22,10 +23,12 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import msgspec
 
+from actors._cache import BoundedCache
+from actors._cached_reader import CachedReader
 from actors._collection import (
     CollectionActor,
     CollectionConfig,
@@ -37,6 +40,9 @@ from actors._collection import (
 from actors._data import Step, Transformer, process_data, transform, validate
 from actors._deadlines import Deadlines
 from actors._errors import ActorError, CommandTimeoutError, UnknownDataSourceError
+from actors._instrument import CommandMeter, collect_gauges, trace_inline_folds
+from actors._monitoring import MonitoringSystem
+from actors._optimizer import PerformanceOptimizer
 from actors._projections import ASYNC_PROJECTIONS, Projections
 from actors._reader import RecordReader
 from actors._records import Record
@@ -50,6 +56,7 @@ from actors._supervisor import (
     Supervisor,
     Worker,
 )
+from actors._tracing import command_span, inject
 from actors._transaction import Transaction
 from actors._views import RecordsViewReader
 from actors._workflows import WorkflowEngine
@@ -61,6 +68,9 @@ from eventstore import (
     StoredEvent,
 )
 from projections import Subscriber
+
+if TYPE_CHECKING:
+    from actors._dashboard import DashboardServer
 
 __all__ = ["Command", "DataManager", "DataSource", "Middleware"]
 
@@ -131,6 +141,8 @@ class DataManager:
         snapshot_every: int = 10_000,
         async_projections: Sequence[str] = ASYNC_PROJECTIONS,
         workflow_options: Mapping[str, Any] | None = None,
+        read_cache_size: int = 10_000,
+        read_cache_ttl_s: float | None = None,
     ) -> None:
         if (path is None) == (store is None):
             raise ActorError("DataManager needs exactly one of path= and store=")
@@ -166,6 +178,13 @@ class DataManager:
         self._views = RecordsViewReader(self)
         self.reader: RecordReader = self._views
         self._subscriptions = Subscriptions()
+        self.monitoring = MonitoringSystem()
+        self.optimizer = PerformanceOptimizer()
+        self._meter = CommandMeter(self.monitoring)
+        self.monitoring.add_collector(self._collect)
+        self._read_cache = (read_cache_size, read_cache_ttl_s)
+        self._cached: CachedReader | None = None
+        self._dashboard: DashboardServer | None = None
 
     # -- life cycle -------------------------------------------------------
 
@@ -225,6 +244,7 @@ class DataManager:
                 **self._workflow_options,
             )
         self.system.start()
+        self._instrument(self._store)
         logger.info("DataManager started")
         return self
 
@@ -236,6 +256,10 @@ class DataManager:
         for deadlines in list(self._deadlines.values()):
             deadlines.cancel()
         await self._subscriptions.close()
+        if self._dashboard is not None:
+            await self._dashboard.stop()
+            self._dashboard = None
+        await self.optimizer.close_pools()
         if self._workflows is not None:
             await self._workflows.close()
         await asyncio.to_thread(self._stop_tree)
@@ -244,9 +268,68 @@ class DataManager:
     def _stop_tree(self) -> None:
         self.system.stop()
         self.system.fail(ActorError("the DataManager is closed"), stopped=True)
+        self._meter.flush()
+        self.monitoring.flush()
+        if self._cached is not None and self._store is not None:
+            self._store.remove_inline_projector(self._cached.invalidator)
         self._views.detach()
         if self._owns_store and self._store is not None:
             self._store.close()
+
+    # -- observability ----------------------------------------------------
+
+    def _instrument(self, store: EventStore) -> None:
+        # After the rest of start: wraps whatever reader is installed.
+        trace_inline_folds()
+        self.monitoring.use_store(store)
+        size, ttl_s = self._read_cache
+        cached = CachedReader(
+            self.reader, store, self._meter, max_size=size, ttl_s=ttl_s
+        )
+        store.add_inline_projector(cached.invalidator)
+        self._cached = cached
+        self.reader = cached
+
+    def _collect(self) -> None:
+        self._meter.flush()
+        supervisors = [self.system, self.collections, self.projections.supervisor]
+        store = None if self._closed else self._store
+        collect_gauges(self.monitoring, store, supervisors, self._handles)
+
+    @property
+    def read_cache(self) -> BoundedCache[tuple[str, str], Record | None] | None:
+        """The cache in front of reads (None before :meth:`start`)."""
+        return self._cached.cache if self._cached is not None else None
+
+    async def serve_dashboard(
+        self, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+    ) -> DashboardServer:
+        """Serve the live dashboard over this store and ``monitoring``.
+
+        The server stops with :meth:`close` (or earlier with its ``stop``).
+
+        Raises:
+            DashboardError: If a non-loopback ``host`` has no token, or the
+                port cannot be bound.
+            ActorError: If a dashboard is already served.
+
+        """
+        from actors._dashboard import DashboardServer  # noqa: PLC0415 - optional
+
+        if self._dashboard is not None:
+            raise ActorError(
+                f"the dashboard is already served at {self._dashboard.url}"
+            )
+        server = DashboardServer(
+            self.store,
+            host=host,
+            port=port,
+            token=token,
+            metrics=self.monitoring.get_dashboard,
+        )
+        await server.start()
+        self._dashboard = server
+        return server
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -315,6 +398,7 @@ class DataManager:
             snapshot_every=snapshot_every or self.snapshot_every,
         )
         shared = CollectionShared()
+        shared.on_commit = self._meter.append
 
         def factory(handle: ChildHandle, on_failure: FailureHook) -> Any:
             return CollectionActor.start(
@@ -595,20 +679,33 @@ class DataManager:
     ) -> Any:
         if not ops:
             return []
+        record_id = ops[0].id if single else None
         description = f"{kind} {name}"
-        if single and ops[0].id is not None:
-            description = f"{kind} {name}/{ops[0].id}"
+        if record_id is not None:
+            description = f"{kind} {name}/{record_id}"
+        started = time.perf_counter()
+        with command_span(
+            kind, name, record_id=record_id, command_id=command_id
+        ) as span:
+            carrier = inject() if span.is_recording() else None
 
-        def handler() -> Awaitable[Any]:
-            return self.ask(
-                name,
-                lambda reply: Write(reply, ops, command_id, single),
-                description,
-            )
+            def handler() -> Awaitable[Any]:
+                return self.ask(
+                    name,
+                    lambda reply: Write(reply, ops, command_id, single, carrier),
+                    description,
+                )
 
-        if command is None or not self._middleware:
-            return await handler()
-        return await self._simple(command, handler)
+            try:
+                if command is None or not self._middleware:
+                    result = await handler()
+                else:
+                    result = await self._simple(command, handler)
+            except Exception as error:
+                self._meter.failed(kind, name, time.perf_counter() - started, error)
+                raise
+        self._meter.command(kind, name, time.perf_counter() - started)
+        return result
 
     # -- transactions -----------------------------------------------------
 

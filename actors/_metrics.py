@@ -197,6 +197,42 @@ class Metrics:
             instrument.record(value, attributes)
         return series
 
+    def record_many(
+        self,
+        name: str,
+        kind: MetricKind,
+        values: list[float],
+        tags: Tags | None,
+        at: float,
+    ) -> MetricSeries | None:
+        """Take several samples of one series at once (not counters).
+
+        The totals take every value; the window keeps the latest of them.
+        """
+        series = self.record(name, kind, values[-1], tags, at)
+        rest = values[:-1]
+        if series is None or not rest:
+            return series
+        if not all(isinstance(value, int | float) for value in rest) or any(
+            isinstance(value, bool) or math.isnan(value) for value in rest
+        ):
+            raise ValueError(f"metric {name!r}: values must be numbers, not NaN")
+        last = series.last
+        series.count += len(rest)
+        series.sum += sum(rest)
+        series.min = min(series.min, *rest)
+        series.max = max(series.max, *rest)
+        series.last = last
+        # The latest value went in first: put the earlier ones before it.
+        newest = series.samples.pop()
+        series.samples.extend((at, float(value)) for value in rest[-self.window_size :])
+        series.samples.append(newest)
+        instrument = self._instruments[name]
+        attributes = dict(tags) if tags else None
+        for value in rest:
+            instrument.record(value, attributes)
+        return series
+
     def series(
         self, name: str | None = None, tags: Tags | None = None
     ) -> list[MetricSeries]:

@@ -87,6 +87,35 @@ class MonitoringSystem:
             store, lambda error, where: self.record_error(error, where=where)
         )
         self._dashboard: dict[str, Any] | None = None
+        self._collectors: list[Callable[[], None]] = []
+
+    def use_store(self, store: EventStore | None) -> None:
+        """Record later alert transitions in ``store`` (None: record none)."""
+        self._notifier.use_store(store)
+
+    def add_collector(self, collect: Callable[[], None]) -> None:
+        """Call ``collect`` before every read of the metrics.
+
+        A collector records what is cheaper to sample when asked than to
+        record as it happens (gauges such as mailbox depth), or hands over
+        samples it buffered. It runs on the reading thread; its errors are
+        logged and counted, never raised to the reader.
+        """
+        self._collectors.append(collect)
+
+    def remove_collector(self, collect: Callable[[], None]) -> None:
+        """Stop calling ``collect`` (no error if it was not added)."""
+        with contextlib.suppress(ValueError):
+            self._collectors.remove(collect)
+
+    def collect(self) -> None:
+        """Run every collector now (the metric readers call this first)."""
+        for collect in list(self._collectors):
+            try:
+                collect()
+            except Exception as error:
+                logger.exception("a metrics collector raised")
+                self.record_error(error, where="metrics collector")
 
     # -- metrics ----------------------------------------------------------
 
@@ -109,6 +138,28 @@ class MonitoringSystem:
         if series is not None:
             for alert in due:
                 self._evaluate(alert)
+
+    def record_many(
+        self,
+        name: str,
+        kind: MetricKind,
+        values: list[float],
+        tags: Tags | None = None,
+    ) -> None:
+        """Record several samples of one series at once (one lock, one check).
+
+        A counter takes their sum as one increment.
+        """
+        if not values:
+            return
+        if kind == "counter" or len(values) == 1:
+            for_counter = sum(values) if kind == "counter" else values[0]
+            self._record(name, kind, for_counter, tags)
+            return
+        now = self._clock()
+        with self._lock:
+            self._metrics.record_many(name, kind, values[:-1], tags, now)
+        self._record(name, kind, values[-1], tags)
 
     def record_metric(self, name: str, value: float, tags: Tags | None = None) -> None:
         """Record one observation of a distribution (a histogram)."""
@@ -157,11 +208,13 @@ class MonitoringSystem:
             count, sum, min, max, mean, last, p50, p95, p99; empty if no data.
 
         """
+        self.collect()
         with self._lock:
             return summarise(self._metrics.series(name, tags))
 
     def get_metrics(self) -> dict[str, dict[str, float]]:
         """The statistics of every metric, all tags together."""
+        self.collect()
         with self._lock:
             return {
                 name: summarise(self._metrics.series(name))
@@ -210,6 +263,26 @@ class MonitoringSystem:
         tags = {"collection": collection}
         self.record_timer("sync.latency", duration_s, tags)
         self.record_counter("sync.events", events, tags)
+
+    def record_sync_conflict(
+        self, collection: str, *, resolution: str, count: int = 1
+    ) -> None:
+        """Count concurrent updates a sync found: ``sync.conflicts``.
+
+        Args:
+            collection: The collection synced.
+            resolution: How they were resolved (``lww``, ``merge``,
+                ``custom``, ``siblings``...).
+            count: How many.
+
+        """
+        tags = {"collection": collection, "resolution": resolution}
+        self.record_counter("sync.conflicts", count, tags)
+
+    def record_workflow_execution(self, workflow: str, state: str) -> None:
+        """Count an execution reaching ``state``: ``workflow.executions``."""
+        tags = {"workflow": workflow, "state": state}
+        self.record_counter("workflow.executions", 1, tags)
 
     # -- alerts -----------------------------------------------------------
 
@@ -270,6 +343,7 @@ class MonitoringSystem:
 
     def check_alerts(self) -> list[dict[str, Any]]:
         """Evaluate every alert now (callables included); return their state."""
+        self.collect()
         with self._lock:
             alerts = list(self._alerts.values())
         for alert in alerts:
@@ -393,6 +467,7 @@ class MonitoringSystem:
 
     def get_dashboard(self) -> dict[str, Any]:
         """A snapshot of metrics, alerts, errors and logs (JSON-ready)."""
+        self.collect()
         with self._lock:
             series = [
                 {

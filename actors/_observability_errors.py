@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from actors._errors import ActorError
+
 __all__ = [
     "ObservabilityError",
     "OperationNotSupportedError",
@@ -14,7 +16,7 @@ __all__ = [
 ]
 
 
-class ObservabilityError(Exception):
+class ObservabilityError(ActorError):
     """Raised when tracing, monitoring or the optimizer is misused."""
 
 

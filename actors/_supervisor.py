@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import enum
 import logging
+import queue
 import random
 import threading
 import time
@@ -179,6 +180,16 @@ class ChildHandle:
     def is_up(self) -> bool:
         """True while an incarnation is running and accepting messages."""
         return self._state is _State.UP
+
+    @property
+    def mailbox_depth(self) -> int:
+        """Messages waiting: queued for the next incarnation or in the inbox."""
+        ref = self._ref
+        waiting = len(self._pending)
+        inbox = ref.actor_inbox if ref is not None else None
+        if isinstance(inbox, queue.Queue):
+            waiting += inbox.qsize()
+        return waiting
 
     def send(self, message: object) -> None:
         """Deliver ``message`` now, or queue it until the worker is up.

@@ -68,6 +68,7 @@ __all__ = [
     "format_traceparent",
     "inject",
     "link_to",
+    "open_span",
     "parse_traceparent",
     "receive_span",
     "record_error",
@@ -389,6 +390,42 @@ def sync_span(
         "messaging.destination.name": collection,
     }
     return _SpanScope(tracer, f"sync {collection}", SpanKind.CLIENT, attributes)
+
+
+def open_span(
+    name: str,
+    kind: SpanKind,
+    attributes: dict[str, Any],
+    *,
+    parent_traceparent: str | None = None,
+    parent: otel_context.Context | None = None,
+) -> Span | None:
+    """Start a span that the caller ends (on another thread, maybe); not current.
+
+    For work that begins and ends in different places (an append ends when
+    its commit does, an execution when its last step does). The parent is
+    ``parent``, or the span a stored ``traceparent`` names, or the current
+    span.
+
+    Returns:
+        The span, or None when no span is recorded.
+
+    """
+    tracer = _tracer()
+    if tracer is None:
+        return None
+    if parent is None and parent_traceparent:
+        span_context = parse_traceparent(parent_traceparent)
+        if span_context is not None:
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+    return tracer.start_span(
+        name,
+        context=parent,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
 
 
 def inject(carrier: MutableMapping[str, str] | None = None) -> dict[str, str]:

@@ -40,6 +40,7 @@ from projections._runner import (
     replay,
     reset,
     retry_parked,
+    set_fold_hook,
     status,
     wait_for_checkpoint,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "replay",
     "reset",
     "retry_parked",
+    "set_fold_hook",
     "sort_rows",
     "status",
     "stream_matches",

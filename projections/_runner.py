@@ -6,6 +6,7 @@ write transaction, so the view and its checkpoint always move together.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -43,6 +44,7 @@ from projections._streams import StreamsProjection
 from projections._workflows import WorkflowsProjection
 
 __all__ = [
+    "FoldHook",
     "InlineRunner",
     "ProjectionStatus",
     "builtin_projections",
@@ -54,6 +56,7 @@ __all__ = [
     "replay",
     "reset",
     "retry_parked",
+    "set_fold_hook",
     "status",
     "wait_for_checkpoint",
 ]
@@ -208,6 +211,22 @@ def catch_up(
     return fold_log(store, projection, to_position=target, batch_size=batch_size)
 
 
+FoldHook = Callable[
+    [str, Sequence[StoredEvent]], contextlib.AbstractContextManager[object]
+]
+_fold_hook: FoldHook | None = None
+
+
+def set_fold_hook(hook: FoldHook | None) -> None:
+    """Run every inline fold inside ``hook(projection name, events)``.
+
+    The actors layer uses it to trace folds (this package knows nothing of
+    tracing); None removes the hook.
+    """
+    global _fold_hook  # noqa: PLW0603 - one process-wide setting
+    _fold_hook = hook
+
+
 class InlineRunner:
     """Folds a projection in the commit of every append (an inline projection).
 
@@ -227,13 +246,24 @@ class InlineRunner:
 
     def apply(self, txn: ViewTxn, events: Sequence[StoredEvent]) -> None:
         """Fold appended events (and any gap before them) into the view."""
-        fold(
-            txn,
-            self.projection,
-            events,
-            registry=self.store.registry,
-            on_failure="park",
-        )
+        hook = _fold_hook
+        if hook is None:
+            fold(
+                txn,
+                self.projection,
+                events,
+                registry=self.store.registry,
+                on_failure="park",
+            )
+            return
+        with hook(self.name, events):
+            fold(
+                txn,
+                self.projection,
+                events,
+                registry=self.store.registry,
+                on_failure="park",
+            )
 
     def attach(self) -> InlineRunner:
         """Catch up with the log, then fold every later append inline."""

@@ -38,10 +38,12 @@ import msgspec
 import pykka
 
 from actors._supervisor import ChildHandle, FailureHook, SupervisedActor
+from actors._tracing import suppress_tracing
 from actors._workflows._definition import StepSpec
 from actors._workflows._errors import WorkflowError, WorkflowStateError
 from actors._workflows._state import TERMINAL, ExecutionState, fold_execution
 from eventstore import (
+    EventMetadata,
     EventStore,
     NewEvent,
     WorkflowCancelled,
@@ -179,9 +181,12 @@ class ExecutionActor(SupervisedActor):
         *,
         started: WorkflowStarted | None = None,
         rng: random.Random | None = None,
+        traceparent: str | None = None,
     ) -> None:
         super().__init__(handle, on_failure)
         self.incarnation = next(_incarnations)
+        # The execution's trace, in each event's metadata.
+        self._metadata = EventMetadata(traceparent=traceparent)
         self._store = store
         self._id = execution_id
         self._stream = workflow_stream(execution_id)
@@ -206,7 +211,9 @@ class ExecutionActor(SupervisedActor):
             return
         try:
             self.state = ExecutionState(self._started, _now(), 1)
-            self._batch.append(NewEvent(self._stream, "WorkflowStarted", self._started))
+            self._batch.append(
+                NewEvent(self._stream, "WorkflowStarted", self._started, self._metadata)
+            )
             self._ops.append(Accepted())
             self._advance()
             self._flush()
@@ -223,7 +230,8 @@ class ExecutionActor(SupervisedActor):
         self._flush()
 
     def _recover(self) -> str:
-        events = list(self._store.read_stream(self._stream))
+        with suppress_tracing():
+            events = list(self._store.read_stream(self._stream))
         state = fold_execution(events)
         if state is None:
             raise WorkflowStateError(f"execution {self._id!r} has no WorkflowStarted")
@@ -480,7 +488,9 @@ class ExecutionActor(SupervisedActor):
     # -- writing -------------------------------------------------------------
 
     def _emit(self, data: msgspec.Struct) -> None:
-        self._batch.append(NewEvent(self._stream, type(data).__name__, data))
+        self._batch.append(
+            NewEvent(self._stream, type(data).__name__, data, self._metadata)
+        )
         self.state.apply_data(data, _now(), self._version + len(self._batch))
 
     def _flush(self) -> None:

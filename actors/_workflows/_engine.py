@@ -23,7 +23,9 @@ import msgspec
 import pykka
 
 from actors._errors import ActorError
+from actors._monitoring import MonitoringSystem
 from actors._supervisor import Supervisor
+from actors._workflow_observer import WorkflowObserver
 from actors._workflows._actions import Action
 from actors._workflows._actor import (
     Accepted,
@@ -136,6 +138,7 @@ class WorkflowEngine:
         ask_timeout_s: float = 10.0,
         rng: random.Random | None = None,
         supervisor: Supervisor | None = None,
+        monitoring: MonitoringSystem | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -163,6 +166,7 @@ class WorkflowEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: StepRunner | None = None
         self._closed = False
+        self.observer = WorkflowObserver(monitoring)
 
     # -- registration ------------------------------------------------------------
 
@@ -230,6 +234,7 @@ class WorkflowEngine:
                 a, self._default_breaker
             ),
             providers=self._providers,
+            observer=self.observer,
         )
         if self._owns_supervisor:
             await asyncio.to_thread(self.supervisor.start)
@@ -246,6 +251,7 @@ class WorkflowEngine:
         if self._closed:
             return
         self._closed = True
+        self.observer.close()
         runner = self._runner
         if runner is not None:
             tasks = runner.close()
@@ -474,7 +480,8 @@ class WorkflowEngine:
         started = WorkflowStarted(execution_id, name, found.version, input, found.data)
         accepted: asyncio.Future[None] = loop.create_future()
         self._accepting[execution_id] = accepted
-        self._spawn(execution_id, started)
+        traceparent = self.observer.started(execution_id, name)
+        self._spawn(execution_id, started, traceparent)
         try:
             await asyncio.wait_for(accepted, self._ask_timeout_s)
         finally:
@@ -593,7 +600,10 @@ class WorkflowEngine:
         raise WorkflowStateError(f"execution {execution_id!r} did not take {kind!r}")
 
     def _spawn(
-        self, execution_id: str, started: WorkflowStarted | None = None
+        self,
+        execution_id: str,
+        started: WorkflowStarted | None = None,
+        traceparent: str | None = None,
     ) -> ExecutionWorker:
         # The one place execution actors are started: a new execution when
         # ``started`` is given, else rebuilt from its stream. Each is a
@@ -611,6 +621,7 @@ class WorkflowEngine:
             self._worker_gone,
             started=started,
             rng=self._rng,
+            traceparent=traceparent,
         )
         self._workers[execution_id] = worker
         self.supervisor.add_child(worker)
@@ -722,6 +733,9 @@ class WorkflowEngine:
     def _on_finished(
         self, worker: ExecutionWorker, execution_id: str, op: Finished
     ) -> None:
+        self.observer.finished(
+            execution_id, "crashed" if op.crash is not None else op.state, op.error
+        )
         accepted = self._accepting.get(execution_id)
         if accepted is not None and not accepted.done() and op.crash is not None:
             accepted.set_exception(

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import pykka
 
+from actors._workflow_observer import WorkflowObserver
 from actors._workflows._actions import Action, StepContext
 from actors._workflows._actor import Launch, RetryDue, StepDone, Timer
 from actors._workflows._definition import StepSpec
@@ -46,6 +47,7 @@ class StepRunner:
         breakers: dict[str, CircuitBreaker],
         breaker_policy: Callable[[str], BreakerPolicy],
         providers: Mapping[str, Callable[[], Any]],
+        observer: WorkflowObserver | None = None,
     ) -> None:
         self._loop = loop
         self._clock = clock
@@ -57,6 +59,7 @@ class StepRunner:
         self._breakers = breakers
         self._breaker_policy = breaker_policy
         self._providers = providers
+        self._observer = observer or WorkflowObserver()
         self._services: dict[str, Any] = {}
         self._service_locks: dict[str, asyncio.Lock] = {}
         self.tasks: dict[str, set[asyncio.Task[None]]] = {}
@@ -124,6 +127,21 @@ class StepRunner:
             results=launch.results,
             cancel=threading.Event(),
         )
+        observer = self._observer
+        with observer.step(
+            execution_id, launch.workflow, spec.name, launch.attempt
+        ) as span:
+            done = await self._attempt(spec, launch, ctx)
+            if done.outcome == "failed":
+                observer.step_failed(span, done.error_type, done.error)
+        observer.step_done(
+            launch.workflow, spec.name, done.duration_s, outcome=done.outcome
+        )
+        _tell(ref, done)
+
+    async def _attempt(
+        self, spec: StepSpec, launch: Launch, ctx: StepContext
+    ) -> StepDone:
         started = self._clock.monotonic()
         try:
             if spec.when is not None and not await self._call(spec.when, ctx):
@@ -158,7 +176,7 @@ class StepRunner:
         except Exception as exc:  # noqa: BLE001 - the step's failure is an event
             ctx.cancel.set()
             done = _failed(launch, exc, self._since(started))
-        _tell(ref, done)
+        return done
 
     def _since(self, started: float) -> float:
         return max(0.0, self._clock.monotonic() - started)

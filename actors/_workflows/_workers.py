@@ -50,6 +50,7 @@ class ExecutionWorker(Worker):
         started: The ``WorkflowStarted`` of a new execution, or None to
             rebuild one from its stream.
         rng: The source of backoff jitter.
+        traceparent: The execution's trace, stamped on its events.
 
     """
 
@@ -63,6 +64,7 @@ class ExecutionWorker(Worker):
         *,
         started: WorkflowStarted | None = None,
         rng: random.Random | None = None,
+        traceparent: str | None = None,
     ) -> None:
         super().__init__(name, self._incarnation)
         self.execution_id = execution_id
@@ -71,6 +73,7 @@ class ExecutionWorker(Worker):
         self._on_gone = on_gone
         self._started = started
         self._rng = rng
+        self._traceparent = traceparent
         self._lock = threading.Lock()
         self._latest: pykka.ActorRef[Any] | None = None
         self._removed = False
@@ -95,6 +98,7 @@ class ExecutionWorker(Worker):
             send,
             started=started,
             rng=self._rng,
+            traceparent=self._traceparent,
         )
         with self._lock:
             self._latest = ref
