@@ -19,6 +19,7 @@ from collections.abc import (
     Callable,
     Collection,
     Iterable,
+    Mapping,
     Sequence,
 )
 from types import TracebackType
@@ -58,6 +59,7 @@ from actors._supervisor import (
 from actors._tracing import command_span, inject
 from actors._transaction import Transaction
 from actors._views import RecordsViewReader
+from actors._workflows import WorkflowEngine
 from eventstore import (
     Durability,
     EventStore,
@@ -138,6 +140,7 @@ class DataManager:
         scheduler: Scheduler | None = None,
         snapshot_every: int = 10_000,
         async_projections: Sequence[str] = ASYNC_PROJECTIONS,
+        workflow_options: Mapping[str, Any] | None = None,
         read_cache_size: int = 10_000,
         read_cache_ttl_s: float | None = None,
     ) -> None:
@@ -166,6 +169,12 @@ class DataManager:
             self, names=async_projections, policy=restart_policy, scheduler=scheduler
         )
         self.system.add_child(self.projections.supervisor)
+        self.workflow_supervisor = Supervisor(
+            "workflows", policy=restart_policy, scheduler=scheduler
+        )
+        self.system.add_child(self.workflow_supervisor)
+        self._workflow_options = dict(workflow_options or {})
+        self._workflows: WorkflowEngine | None = None
         self._views = RecordsViewReader(self)
         self.reader: RecordReader = self._views
         self._subscriptions = Subscriptions()
@@ -206,6 +215,18 @@ class DataManager:
             raise ActorError("the DataManager is not started")
         return self._store
 
+    @property
+    def workflows(self) -> WorkflowEngine:
+        """The workflow engine on this store (see ``docs/WORKFLOWS.md``).
+
+        Its execution actors run under ``dm.system``. Register actions and
+        services, then ``await dm.workflows.start()``: starting it resumes
+        the unfinished executions, which need their actions.
+        """
+        if self._workflows is None:
+            raise ActorError("the DataManager is not started")
+        return self._workflows
+
     async def start(self) -> Self:
         """Open the store (off the loop) and start the actor tree."""
         if self._store is None:
@@ -216,6 +237,12 @@ class DataManager:
                 options["map_size_bytes"] = self._map_size_bytes
             self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
         await asyncio.to_thread(self._views.attach, self._store)
+        if self._workflows is None:
+            self._workflows = WorkflowEngine(
+                self._store,
+                supervisor=self.workflow_supervisor,
+                **self._workflow_options,
+            )
         self.system.start()
         self._instrument(self._store)
         logger.info("DataManager started")
@@ -233,6 +260,8 @@ class DataManager:
             await self._dashboard.stop()
             self._dashboard = None
         await self.optimizer.close_pools()
+        if self._workflows is not None:
+            await self._workflows.close()
         await asyncio.to_thread(self._stop_tree)
         logger.info("DataManager closed")
 

@@ -75,7 +75,7 @@ async def test_the_async_projections_follow_the_log(dm: DataManager) -> None:
     assert execution is not None
     assert execution.status == "completed"
     assert dm.projections.records.get("notes", "n1") is not None
-    assert dm.system.children == ["collections", "projections"]
+    assert dm.system.children == ["collections", "projections", "workflows"]
 
 
 async def test_a_failed_projection_actor_restarts_from_its_checkpoint(

@@ -17,7 +17,6 @@ from actors import (
     StepContext,
     WorkflowBuilder,
     WorkflowEngine,
-    WorkflowError,
     WorkflowFailedError,
 )
 from actors._workflows._state import ExecutionState, fold_execution
@@ -308,10 +307,12 @@ async def test_a_step_that_waits_on_an_open_breaker_runs_after_the_cooldown() ->
     assert output == {"s": "ok"}
 
 
-async def test_a_second_writer_on_the_stream_stops_the_actor_loudly() -> None:
+async def test_a_second_writer_on_the_stream_restarts_the_actor_from_the_log() -> None:
     gate = asyncio.Event()
+    runs: list[int] = []
 
-    async def step() -> str:
+    async def step(ctx: StepContext) -> str:
+        runs.append(ctx.attempt)
         await asyncio.wait_for(gate.wait(), 5)
         return "done"
 
@@ -326,6 +327,16 @@ async def test_a_second_writer_on_the_stream_stops_the_actor_loudly() -> None:
         await until(lambda: store.stream_version(stream) == 2)
         store.append([NewEvent(stream, "WorkflowPaused", WorkflowPaused(execution_id))])
         gate.set()
+        await until(lambda: engine.supervisor.restarts == 1)
+        await until(lambda: len(runs) == 2)
+        status = await engine.get_execution_status(execution_id)
+        assert status.state == "paused"
 
-        with pytest.raises(WorkflowError, match="stopped"):
-            await engine.wait(execution_id, timeout_s=5)
+        assert await engine.resume_workflow(execution_id) in ("running", "completed")
+        output = await engine.wait(execution_id, timeout_s=5)
+
+    assert output == {"s": "done"}
+    assert runs == [1, 1]
+    types = [e.type for e in store.read_stream(stream)]
+    assert types.count("WorkflowStepSucceeded") == 1
+    assert types[-1] == "WorkflowCompleted"

@@ -18,11 +18,17 @@ Invariants, and why they hold:
   interleaving.
 * The actor's state is the fold of its stream: it applies each event it
   emits with the same ``ExecutionState.apply_data`` a query uses.
+* The actor is supervised: an error it does not expect (an append that
+  fails, a bug) stops it and its supervisor starts a new incarnation, which
+  rebuilds the state from the stream and runs the steps that were running
+  again. Outcomes carry the incarnation that launched the step, so a late
+  outcome meant for a dead incarnation is dropped, never applied twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import random
 from collections.abc import Callable
@@ -31,6 +37,7 @@ from typing import Any, Literal
 import msgspec
 import pykka
 
+from actors._supervisor import ChildHandle, FailureHook, SupervisedActor
 from actors._tracing import suppress_tracing
 from actors._workflows._definition import StepSpec
 from actors._workflows._errors import WorkflowError, WorkflowStateError
@@ -68,6 +75,8 @@ logger = logging.getLogger(__name__)
 
 Reply = Callable[[BaseException | None, Any], None]
 
+_incarnations = itertools.count(1)
+
 
 class ActorGoneError(WorkflowError):
     """Raised when a command reaches an actor that has already finished."""
@@ -87,12 +96,14 @@ class StepDone(msgspec.Struct, frozen=True):
     error: str = ""
     error_types: tuple[str, ...] = ()
     duration_s: float = 0.0
+    incarnation: int = 0
 
 
 class RetryDue(msgspec.Struct, frozen=True):
     """A retry's backoff has elapsed."""
 
     step: str
+    incarnation: int = 0
 
 
 class Command(msgspec.Struct, frozen=True):
@@ -103,6 +114,12 @@ class Command(msgspec.Struct, frozen=True):
     step: str = ""
     output: Any = None
     reason: str = ""
+
+    def fail(self, error: BaseException) -> None:
+        """Answer the caller: the actor is gone (removed, or given up on)."""
+        gone = ActorGoneError(f"the execution's actor is gone: {error}")
+        gone.__cause__ = error
+        self.reply(gone, None)
 
 
 # -- operations from the actor to the loop ----------------------------------
@@ -117,6 +134,7 @@ class Launch(msgspec.Struct, frozen=True):
     idempotency_key: str
     input: Any
     results: dict[str, Any]
+    incarnation: int = 0
 
 
 class Timer(msgspec.Struct, frozen=True):
@@ -124,6 +142,7 @@ class Timer(msgspec.Struct, frozen=True):
 
     step: str
     delay_s: float
+    incarnation: int = 0
 
 
 class CancelSteps(msgspec.Struct, frozen=True):
@@ -149,11 +168,13 @@ Op = Launch | Timer | CancelSteps | Accepted | Finished
 SendOps = Callable[[str, "pykka.ActorRef[ExecutionActor]", list[Op]], None]
 
 
-class ExecutionActor(pykka.ThreadingActor):
+class ExecutionActor(SupervisedActor):
     """Drives one execution from its events; see the module's design note."""
 
     def __init__(
         self,
+        handle: ChildHandle,
+        on_failure: FailureHook,
         store: EventStore,
         execution_id: str,
         send_ops: SendOps,
@@ -162,7 +183,8 @@ class ExecutionActor(pykka.ThreadingActor):
         rng: random.Random | None = None,
         traceparent: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(handle, on_failure)
+        self.incarnation = next(_incarnations)
         # The execution's trace, in each event's metadata.
         self._metadata = EventMetadata(traceparent=traceparent)
         self._store = store
@@ -184,22 +206,28 @@ class ExecutionActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Start a new execution, or rebuild an existing one from its stream."""
+        if self._started is None:
+            super().on_start()
+            return
         try:
-            if self._started is not None:
-                self.state = ExecutionState(self._started, _now(), 1)
-                self._batch.append(
-                    NewEvent(
-                        self._stream, "WorkflowStarted", self._started, self._metadata
-                    )
-                )
-                self._ops.append(Accepted())
-            elif self._recover() in TERMINAL:
-                # Spawned to take a command (retry, skip) on an ended execution.
-                return
+            self.state = ExecutionState(self._started, _now(), 1)
+            self._batch.append(
+                NewEvent(self._stream, "WorkflowStarted", self._started, self._metadata)
+            )
+            self._ops.append(Accepted())
             self._advance()
             self._flush()
-        except Exception as exc:  # noqa: BLE001 - reported to the waiters
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            # Nothing durable to resume from: the start itself failed.
             self._crash(exc)
+
+    def recover(self) -> None:
+        """Rebuild the execution from its stream and go on; failures restart it."""
+        if self._recover() in TERMINAL:
+            # Spawned to take a command (retry, skip) on an ended execution.
+            return
+        self._advance()
+        self._flush()
 
     def _recover(self) -> str:
         with suppress_tracing():
@@ -216,7 +244,9 @@ class ExecutionActor(pykka.ThreadingActor):
                 self._rerun[status.name] = status.attempts
             elif status.state == "retrying":
                 self._timers.add(status.name)
-                self._ops.append(Timer(status.name, status.retry_delay_s))
+                self._ops.append(
+                    Timer(status.name, status.retry_delay_s, self.incarnation)
+                )
         if state.state == "running":
             self._emit(WorkflowResumed(self._id))
         logger.info(
@@ -228,19 +258,31 @@ class ExecutionActor(pykka.ThreadingActor):
         return state.state
 
     def on_receive(self, message: Any) -> Any:
-        """Handle one message from the loop."""
+        """Handle one message; an unexpected error fails the actor.
+
+        Its supervisor then starts a new incarnation from the stream.
+        """
         try:
-            if isinstance(message, StepDone):
-                self._on_step_done(message)
-            elif isinstance(message, RetryDue):
-                self._timers.discard(message.step)
-                if not self._gone:
-                    self._advance()
+            if isinstance(message, (StepDone, RetryDue)):
+                if message.incarnation != self.incarnation:
+                    logger.debug(
+                        "execution %s: dropped %r of an earlier incarnation",
+                        self._id,
+                        message,
+                    )
+                elif isinstance(message, StepDone):
+                    self._on_step_done(message)
+                else:
+                    self._timers.discard(message.step)
+                    if not self._gone:
+                        self._advance()
             elif isinstance(message, Command):
                 self._on_command(message)
             self._flush()
-        except Exception as exc:  # noqa: BLE001 - reported to the waiters
-            self._crash(exc)
+        except Exception as exc:
+            if isinstance(message, Command):
+                message.reply(exc, None)
+            raise
         return None
 
     def _crash(self, exc: Exception) -> None:
@@ -291,7 +333,7 @@ class ExecutionActor(pykka.ThreadingActor):
                     WorkflowStepRetried(self._id, done.step, done.attempt + 1, delay_s)
                 )
                 self._timers.add(done.step)
-                self._ops.append(Timer(done.step, delay_s))
+                self._ops.append(Timer(done.step, delay_s, self.incarnation))
         self._advance()
 
     def _on_command(self, command: Command) -> None:
@@ -421,6 +463,7 @@ class ExecutionActor(pykka.ThreadingActor):
                 self._key(spec.name),
                 self.state.status.input,
                 results,
+                self.incarnation,
             )
         )
 

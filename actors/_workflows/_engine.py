@@ -3,8 +3,10 @@
 The engine lives on the asyncio loop that starts it. Definitions are events
 in ``workflow-definitions/<name>``; each execution is an
 :class:`~actors._workflows._actor.ExecutionActor` writing
-``workflows/<execution id>``. Queries fold the execution's stream, so they
-need no projection and see exactly what was recorded.
+``workflows/<execution id>``, supervised by the engine's workflows
+supervisor (its own, or one it is given, such as a DataManager's).
+Queries fold the execution's stream, so they need no projection and see
+exactly what was recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any, Literal, Self, overload
 import msgspec
 import pykka
 
+from actors._errors import ActorError
 from actors._monitoring import MonitoringSystem
+from actors._supervisor import Supervisor
 from actors._workflow_observer import WorkflowObserver
 from actors._workflows._actions import Action
 from actors._workflows._actor import (
@@ -52,6 +56,7 @@ from actors._workflows._state import (
     ExecutionStatus,
     fold_execution,
 )
+from actors._workflows._workers import ExecutionWorker
 from eventstore import (
     NO_STREAM,
     WORKFLOW_STREAM_PREFIX,
@@ -115,6 +120,10 @@ class WorkflowEngine:
         breaker: The circuit-breaker policy of actions registered without one.
         ask_timeout_s: How long a control command waits for its actor.
         rng: The source of backoff jitter.
+        supervisor: The supervisor of the execution actors, started and
+            stopped by its owner (a DataManager passes the one under
+            ``dm.system``); without it the engine runs a supervisor of
+            its own from ``start`` to ``close``.
 
     """
 
@@ -128,6 +137,7 @@ class WorkflowEngine:
         breaker: BreakerPolicy | None = None,
         ask_timeout_s: float = 10.0,
         rng: random.Random | None = None,
+        supervisor: Supervisor | None = None,
         monitoring: MonitoringSystem | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -145,7 +155,12 @@ class WorkflowEngine:
         self._providers: dict[str, Callable[[], Any]] = {}
         self._definitions: dict[str, _Definition] = {}
         self._versions: dict[str, int] = {}
-        self._actors: dict[str, pykka.ActorRef[ExecutionActor]] = {}
+        self._owns_supervisor = supervisor is None
+        self.supervisor = supervisor or Supervisor("workflows")
+        self._workers: dict[str, ExecutionWorker] = {}
+        self._current: dict[str, pykka.ActorRef[ExecutionActor]] = {}
+        self._removals: set[asyncio.Task[None]] = set()
+        self._serial = 0
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._accepting: dict[str, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -221,12 +236,14 @@ class WorkflowEngine:
             providers=self._providers,
             observer=self.observer,
         )
+        if self._owns_supervisor:
+            await asyncio.to_thread(self.supervisor.start)
         await asyncio.to_thread(self._load_definitions)
         if self._recover_on_start:
             await self.recover_all()
 
     async def close(self) -> None:
-        """Stop every execution actor and cancel running steps.
+        """Stop every execution actor, cancel running steps, join the threads.
 
         Unfinished executions stay unfinished in the log: the next engine on
         the store resumes them, running interrupted steps again.
@@ -235,14 +252,22 @@ class WorkflowEngine:
             return
         self._closed = True
         self.observer.close()
-        if self._runner is not None:
-            tasks = self._runner.close()
+        runner = self._runner
+        if runner is not None:
+            tasks = runner.close()
             if tasks:
                 await asyncio.wait(tasks, timeout=self._ask_timeout_s)
-        refs = list(self._actors.values())
-        self._actors.clear()
-        if refs:
-            await asyncio.to_thread(_stop_all, refs, self._ask_timeout_s)
+        names = [worker.name for worker in self._workers.values()]
+        self._workers.clear()
+        self._current.clear()
+        if names:
+            await asyncio.to_thread(self._remove_workers, names)
+        if self._removals:
+            await asyncio.wait(self._removals, timeout=self._ask_timeout_s)
+        if self._owns_supervisor:
+            await asyncio.to_thread(self.supervisor.stop)
+        if runner is not None:
+            await self._join(runner)
         closed = WorkflowStateError("the workflow engine is closed")
         for fut in [*self._accepting.values()] + [
             f for group in self._waiters.values() for f in group
@@ -264,13 +289,27 @@ class WorkflowEngine:
     ) -> None:
         await self.close()
 
+    async def _join(self, runner: StepRunner) -> None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(runner.join), self._ask_timeout_s)
+        except TimeoutError:
+            logger.warning(
+                "a sync action still runs after close; its thread ends when "
+                "the action returns"
+            )
+
+    def _remove_workers(self, names: list[str]) -> None:
+        for name in names:
+            self.supervisor.remove_child(name)
+
     def _live(self) -> tuple[asyncio.AbstractEventLoop, StepRunner]:
         if self._closed:
             raise WorkflowStateError("the workflow engine is closed")
         if self._loop is None or self._runner is None:
             raise WorkflowStateError(
-                "the workflow engine is not started: use 'async with engine' "
-                "or 'await engine.start()'"
+                "the workflow engine is not started: register the actions, "
+                "then use 'async with engine' or 'await engine.start()' "
+                "(on a DataManager: 'await dm.workflows.start()')"
             )
         return self._loop, self._runner
 
@@ -466,7 +505,7 @@ class WorkflowEngine:
         waiters = self._waiters.setdefault(execution_id, [])
         waiters.append(fut)
         try:
-            if execution_id not in self._actors:
+            if execution_id not in self._workers:
                 state = await self._fold(execution_id)
                 if state.state in TERMINAL:
                     status = state.status
@@ -522,7 +561,7 @@ class WorkflowEngine:
         unfinished = await asyncio.to_thread(self._unfinished)
         resumed = []
         for execution_id in unfinished:
-            if execution_id not in self._actors:
+            if execution_id not in self._workers:
                 self._spawn(execution_id)
                 resumed.append(execution_id)
         if resumed:
@@ -540,19 +579,24 @@ class WorkflowEngine:
     async def _command(self, execution_id: str, kind: str, **fields: Any) -> str:
         loop, _ = self._live()
         for _ in range(3):
-            ref = self._actors.get(execution_id)
-            if ref is None:
+            worker = self._workers.get(execution_id)
+            if worker is None:
                 await self._fold(execution_id)
-                ref = self._actors.get(execution_id)
-                if ref is None:
-                    ref = self._spawn(execution_id)
+                worker = self._workers.get(execution_id)
+                if worker is None:
+                    worker = self._spawn(execution_id)
             fut: asyncio.Future[str] = loop.create_future()
+            command = Command(kind, _replier(loop, fut), **fields)  # type: ignore[arg-type]
             try:
-                ref.tell(Command(kind, _replier(loop, fut), **fields))  # type: ignore[arg-type]
+                worker.handle.send(command)
+            except ActorError:
+                # Removed after its execution ended, or its supervisor gave up.
+                self._forget(worker)
+                continue
+            try:
                 return await asyncio.wait_for(fut, self._ask_timeout_s)
-            except (ActorGoneError, pykka.ActorDeadError):
-                if self._actors.get(execution_id) is ref:
-                    del self._actors[execution_id]
+            except ActorGoneError:
+                self._forget(worker)
         raise WorkflowStateError(f"execution {execution_id!r} did not take {kind!r}")
 
     def _spawn(
@@ -560,45 +604,104 @@ class WorkflowEngine:
         execution_id: str,
         started: WorkflowStarted | None = None,
         traceparent: str | None = None,
-    ) -> pykka.ActorRef[ExecutionActor]:
+    ) -> ExecutionWorker:
         # The one place execution actors are started: a new execution when
-        # ``started`` is given, else rebuilt from its stream.
-        ref = ExecutionActor.start(
-            self.store,
+        # ``started`` is given, else rebuilt from its stream. Each is a
+        # supervised worker: the supervisor restarts it after a failure.
+        self._serial += 1
+        name = execution_id
+        if name in self.supervisor.children:
+            # The previous worker's removal is still under way.
+            name = f"{execution_id}#{self._serial}"
+        worker = ExecutionWorker(
+            name,
             execution_id,
+            self.store,
             self._send_ops,
+            self._worker_gone,
             started=started,
             rng=self._rng,
             traceparent=traceparent,
         )
-        self._actors[execution_id] = ref
-        return ref
+        self._workers[execution_id] = worker
+        self.supervisor.add_child(worker)
+        return worker
+
+    def _forget(self, worker: ExecutionWorker) -> None:
+        # Drop a worker whose execution ended (or that is gone) and remove
+        # it from the supervisor off the loop: stopping an actor blocks.
+        # Only once: a second removal by name could hit a newer worker.
+        execution_id = worker.execution_id
+        if self._workers.get(execution_id) is worker:
+            del self._workers[execution_id]
+            self._current.pop(execution_id, None)
+        if self._loop is None or worker.forgotten:
+            return
+        worker.forgotten = True
+        task = self._loop.create_task(
+            asyncio.to_thread(self.supervisor.remove_child, worker.name)
+        )
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
+
+    def _worker_gone(self, worker: ExecutionWorker, error: BaseException) -> None:
+        # Called on a supervisor's thread when it gave up for good.
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._on_gone, worker, error)
+        except RuntimeError:
+            logger.warning("execution %s: the engine's loop is closed", worker.name)
+
+    def _on_gone(self, worker: ExecutionWorker, error: BaseException) -> None:
+        execution_id = worker.execution_id
+        if self._workers.get(execution_id) is not worker:
+            return
+        crash = Finished("crashed", crash=error)
+        for fut in self._waiters.get(execution_id, []):
+            _settle(fut, execution_id, crash)
+        accepted = self._accepting.get(execution_id)
+        if accepted is not None and not accepted.done():
+            accepted.set_exception(
+                WorkflowError(f"execution {execution_id!r} could not start: {error!r}")
+            )
+        self._forget(worker)
 
     # -- from the actors -------------------------------------------------------------
 
     def _send_ops(
-        self, execution_id: str, ref: pykka.ActorRef[ExecutionActor], ops: list[Op]
+        self,
+        worker: ExecutionWorker,
+        execution_id: str,
+        ref: pykka.ActorRef[ExecutionActor],
+        ops: list[Op],
     ) -> None:
         # Called on actor threads: one hand-off to the loop per decision.
         loop = self._loop
         if loop is None:
             return
         try:
-            loop.call_soon_threadsafe(self._on_ops, execution_id, ref, ops)
+            loop.call_soon_threadsafe(self._on_ops, worker, execution_id, ref, ops)
         except RuntimeError:
             logger.warning("execution %s: the engine's loop is closed", execution_id)
 
     def _on_ops(
-        self, execution_id: str, ref: pykka.ActorRef[ExecutionActor], ops: list[Op]
+        self,
+        worker: ExecutionWorker,
+        execution_id: str,
+        ref: pykka.ActorRef[ExecutionActor],
+        ops: list[Op],
     ) -> None:
         runner = self._runner
+        self._note_incarnation(worker, execution_id, ref)
         for op in ops:
             if isinstance(op, Launch):
                 if not self._closed and runner is not None:
                     runner.launch(execution_id, ref, op)
             elif isinstance(op, Timer):
                 if not self._closed and runner is not None:
-                    runner.timer(execution_id, ref, op.step, op.delay_s)
+                    runner.timer(execution_id, ref, op)
             elif isinstance(op, CancelSteps):
                 if runner is not None:
                     runner.cancel(execution_id)
@@ -607,10 +710,28 @@ class WorkflowEngine:
                 if accepted is not None and not accepted.done():
                     accepted.set_result(None)
             else:
-                self._on_finished(execution_id, ref, op)
+                self._on_finished(worker, execution_id, op)
+
+    def _note_incarnation(
+        self,
+        worker: ExecutionWorker,
+        execution_id: str,
+        ref: pykka.ActorRef[ExecutionActor],
+    ) -> None:
+        if self._workers.get(execution_id) is not worker:
+            return
+        current = self._current.get(execution_id)
+        if current is ref:
+            return
+        self._current[execution_id] = ref
+        if current is not None and self._runner is not None:
+            # A restarted incarnation runs the interrupted steps again:
+            # stop what the failed one launched.
+            logger.info("execution %s: its actor was restarted", execution_id)
+            self._runner.cancel(execution_id)
 
     def _on_finished(
-        self, execution_id: str, ref: pykka.ActorRef[ExecutionActor], op: Finished
+        self, worker: ExecutionWorker, execution_id: str, op: Finished
     ) -> None:
         self.observer.finished(
             execution_id, "crashed" if op.crash is not None else op.state, op.error
@@ -624,9 +745,8 @@ class WorkflowEngine:
             )
         for fut in self._waiters.get(execution_id, []):
             _settle(fut, execution_id, op)
-        if self._actors.get(execution_id) is ref:
-            del self._actors[execution_id]
-        ref.stop(block=False)
+        if not self._closed:
+            self._forget(worker)
 
     # -- monitoring ------------------------------------------------------------------
 
@@ -709,13 +829,3 @@ def _settle(fut: asyncio.Future[Any], execution_id: str, op: Finished) -> None:
         error = WorkflowError(f"execution {execution_id!r} stopped: {op.crash!r}")
         error.__cause__ = op.crash
         fut.set_exception(error)
-
-
-def _stop_all(refs: list[pykka.ActorRef[ExecutionActor]], timeout_s: float) -> None:
-    for ref in refs:
-        ref.stop(block=False)
-    for ref in refs:
-        try:
-            ref.actor_stopped.wait(timeout_s)
-        except pykka.ActorDeadError:
-            continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from actors._errors import ActorError
+
 __all__ = [
     "CircuitOpenError",
     "ExecutionNotFoundError",
@@ -15,8 +17,12 @@ __all__ = [
 ]
 
 
-class WorkflowError(Exception):
-    """The root of every error the workflow engine raises."""
+class WorkflowError(ActorError):
+    """The root of every error the workflow engine raises.
+
+    It derives from :class:`~actors.ActorError`, the root of the actors
+    package, so one ``except ActorError`` catches the whole runtime's errors.
+    """
 
 
 class InvalidWorkflowError(WorkflowError, ValueError):

@@ -22,7 +22,7 @@ import pykka
 
 from actors._workflow_observer import WorkflowObserver
 from actors._workflows._actions import Action, StepContext
-from actors._workflows._actor import Launch, RetryDue, StepDone
+from actors._workflows._actor import Launch, RetryDue, StepDone, Timer
 from actors._workflows._definition import StepSpec
 from actors._workflows._errors import CircuitOpenError, StepTimeoutError
 from actors._workflows._policy import BreakerPolicy, CircuitBreaker, Clock
@@ -84,11 +84,9 @@ class StepRunner:
         """Start one attempt of a step."""
         self._spawn(execution_id, self._run(execution_id, ref, launch))
 
-    def timer(
-        self, execution_id: str, ref: pykka.ActorRef[Any], step: str, delay_s: float
-    ) -> None:
-        """Tell the actor ``RetryDue`` after ``delay_s``."""
-        self._spawn(execution_id, self._retry_after(ref, step, delay_s))
+    def timer(self, execution_id: str, ref: pykka.ActorRef[Any], timer: Timer) -> None:
+        """Tell the actor ``RetryDue`` after the timer's delay."""
+        self._spawn(execution_id, self._retry_after(ref, timer))
 
     def cancel(self, execution_id: str) -> list[asyncio.Task[None]]:
         """Cancel an execution's running steps and timers; return their tasks."""
@@ -105,11 +103,13 @@ class StepRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
         return tasks
 
-    async def _retry_after(
-        self, ref: pykka.ActorRef[Any], step: str, delay_s: float
-    ) -> None:
-        await self._clock.sleep(delay_s)
-        _tell(ref, RetryDue(step))
+    def join(self) -> None:
+        """Wait (blocking) until the pool's threads have ended."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _retry_after(self, ref: pykka.ActorRef[Any], timer: Timer) -> None:
+        await self._clock.sleep(timer.delay_s)
+        _tell(ref, RetryDue(timer.step, timer.incarnation))
 
     # -- one attempt -------------------------------------------------------------
 
@@ -145,7 +145,12 @@ class StepRunner:
         started = self._clock.monotonic()
         try:
             if spec.when is not None and not await self._call(spec.when, ctx):
-                done = StepDone(spec.name, launch.attempt, "skipped")
+                done = StepDone(
+                    spec.name,
+                    launch.attempt,
+                    "skipped",
+                    incarnation=launch.incarnation,
+                )
             else:
                 output, duration_s = await self._guarded(spec, ctx)
                 try:
@@ -160,16 +165,17 @@ class StepRunner:
                     "succeeded",
                     output,
                     duration_s=duration_s,
+                    incarnation=launch.incarnation,
                 )
         except asyncio.CancelledError as exc:
             ctx.cancel.set()
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
-            done = _failed(spec.name, launch.attempt, exc, self._since(started))
+            done = _failed(launch, exc, self._since(started))
         except Exception as exc:  # noqa: BLE001 - the step's failure is an event
             ctx.cancel.set()
-            done = _failed(spec.name, launch.attempt, exc, self._since(started))
+            done = _failed(launch, exc, self._since(started))
         return done
 
     def _since(self, started: float) -> float:
@@ -254,15 +260,16 @@ class StepRunner:
                 self._services[name] = value
 
 
-def _failed(step: str, attempt: int, exc: BaseException, duration_s: float) -> StepDone:
+def _failed(launch: Launch, exc: BaseException, duration_s: float) -> StepDone:
     return StepDone(
-        step,
-        attempt,
+        launch.step.name,
+        launch.attempt,
         "failed",
         error_type=type(exc).__name__,
         error=str(exc),
         error_types=tuple(cls.__name__ for cls in type(exc).__mro__),
         duration_s=duration_s,
+        incarnation=launch.incarnation,
     )
 
 
