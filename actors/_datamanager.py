@@ -238,10 +238,9 @@ class DataManager:
             self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
         await asyncio.to_thread(self._views.attach, self._store)
         if self._workflows is None:
+            engine_options = {"monitoring": self.monitoring, **self._workflow_options}
             self._workflows = WorkflowEngine(
-                self._store,
-                supervisor=self.workflow_supervisor,
-                **self._workflow_options,
+                self._store, supervisor=self.workflow_supervisor, **engine_options
             )
         self.system.start()
         self._instrument(self._store)

@@ -91,6 +91,23 @@ async def test_dm_workflows_runs_executions_under_the_system_supervisor() -> Non
     assert output == {"one": "one", "two": "two"}
 
 
+async def test_dm_workflows_report_to_the_data_managers_monitoring() -> None:
+    async def step(ctx: StepContext) -> str:
+        return ctx.step
+
+    async with DataManager.in_memory() as dm:
+        dm.workflows.register_action("step", step)
+        await dm.workflows.start()
+        await dm.workflows.create_workflow("chain", CHAIN)
+        await dm.workflows.execute_workflow("chain", wait=True)
+
+        executions = dm.monitoring.get_metric(
+            "workflow.executions", {"workflow": "chain", "state": "completed"}
+        )
+
+    assert executions["sum"] == 1
+
+
 async def test_a_crashed_execution_actor_is_restarted_and_resumes_from_its_events() -> (
     None
 ):
