@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import msgspec
 
@@ -330,6 +330,7 @@ class _Session:
         self.all_acked = asyncio.Event()
         self.all_acked.set()
         self.peer_done = False
+        self.batch_sent = asyncio.Event()
         self.counts = _Counts()
 
     async def receive(self) -> Message:
@@ -353,6 +354,7 @@ class _Session:
             self.unacked.add(number)
             self.all_acked.clear()
             await self.channel.send(Batch(number, tuple(events)))
+            self.batch_sent.set()
             self.counts.batches_sent += 1
             for event in events:
                 origin = event.metadata.origin or ""
@@ -361,29 +363,42 @@ class _Session:
         await self.channel.send(Done())
 
     async def receive_all(self, sending: asyncio.Task[None]) -> None:
-        """Apply the peer's batches and take its acks until both sides are done."""
-        while not (self.peer_done and sending.done() and self.all_acked.is_set()):
-            if sending.done() and sending.exception() is not None:
-                return
-            message = await self._next(sending)
-            if message is None:
-                continue
-            await self._handle(message)
+        """Apply the peer's batches and take its acks until both sides are done.
 
-    async def _next(self, sending: asyncio.Task[None]) -> Message | None:
-        receiving = asyncio.ensure_future(self.receive())
-        done, _ = await asyncio.wait(
-            {receiving, sending}, return_when=asyncio.FIRST_COMPLETED
-        )
-        if receiving in done:
-            return receiving.result()
-        # The sender finished (or failed) first: keep the receive for later.
-        if sending.exception() is not None:
-            receiving.cancel()
-            with contextlib.suppress(asyncio.CancelledError, SyncError):
-                await receiving
-            return None
-        return await receiving
+        A receive is started only while a message is due (the peer's batches
+        or ``Done``, or acks of this side's batches), so that a finished
+        session never swallows a message of the next one.
+        """
+        receiving: asyncio.Future[Message] | None = None
+        try:
+            while True:
+                if self.peer_done and self.all_acked.is_set():
+                    if sending.done():
+                        sending.result()
+                        return
+                    # Only this side's sender is busy: wait for it to finish
+                    # or to send a batch, whose ack will then be due.
+                    batch_sent = asyncio.ensure_future(self.batch_sent.wait())
+                    either: set[asyncio.Future[Any]] = {sending, batch_sent}
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    batch_sent.cancel()
+                    self.batch_sent.clear()
+                    continue
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self.receive())
+                pending: set[asyncio.Future[Any]] = {receiving, sending}
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if sending.done() and sending.exception() is not None:
+                    sending.result()
+                if receiving.done():
+                    message = receiving.result()
+                    receiving = None
+                    await self._handle(message)
+        finally:
+            if receiving is not None and not receiving.done():
+                receiving.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SyncError):
+                    await receiving
 
     async def _handle(self, message: Message) -> None:
         counts = self.counts

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
@@ -111,10 +112,16 @@ def mount_sync(
         reports: If given, each completed session's report is appended.
 
     """
+    open_sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+
+    async def close_all(_: web.Application) -> None:
+        for ws in list(open_sockets):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
         await ws.prepare(request)
+        open_sockets.add(ws)
         channel = WebSocketChannel(ws)
         try:
             count = await serve_sessions(
@@ -134,6 +141,7 @@ def mount_sync(
         return ws
 
     app.router.add_get(path, handle)
+    app.on_shutdown.append(close_all)
 
 
 class SyncServer:
