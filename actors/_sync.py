@@ -76,6 +76,7 @@ class Hello(msgspec.Struct, frozen=True, tag="hello"):
     replica_id: str
     marks: dict[str, int]
     protocol: int = PROTOCOL_VERSION
+    max_batch: int = 0  # the most events per batch it accepts; 0: no limit
 
 
 class Batch(msgspec.Struct, frozen=True, tag="batch"):
@@ -395,10 +396,8 @@ class _Session:
                     receiving = None
                     await self._handle(message)
         finally:
-            if receiving is not None and not receiving.done():
-                receiving.cancel()
-                with contextlib.suppress(asyncio.CancelledError, SyncError):
-                    await receiving
+            if receiving is not None:
+                await _settle(receiving)
 
     async def _handle(self, message: Message) -> None:
         counts = self.counts
@@ -446,6 +445,17 @@ class _Session:
             logger.debug("could not tell the peer why the session ended: %s", exc)
 
 
+async def _settle(future: asyncio.Future[Any]) -> None:
+    """Cancel ``future`` if pending; either way, consume its outcome.
+
+    Called when the session already failed or finished: a second error from
+    the other half of the session adds nothing to the first.
+    """
+    future.cancel()
+    with contextlib.suppress(asyncio.CancelledError, SyncError):
+        await future
+
+
 async def run_session(
     endpoint: SyncEndpoint,
     channel: Channel,
@@ -462,7 +472,8 @@ async def run_session(
         channel: The connection to the peer.
         hello: The peer's ``Hello`` if it was already received (the
             accepting side); without it this side opens the session.
-        batch_size: Events per batch at most.
+        batch_size: Events per batch at most, either way: the peer sends
+            batches no larger either.
         window: Batches in flight before waiting for an ack.
         timeout_s: How long to wait for any message before giving up.
 
@@ -481,7 +492,7 @@ async def run_session(
     )
     sent_before = channel.bytes_sent
     received_before = channel.bytes_received
-    mine = Hello(endpoint.replica_id, await endpoint.marks())
+    mine = Hello(endpoint.replica_id, await endpoint.marks(), max_batch=batch_size)
     if hello is None:
         await channel.send(mine)
         answer = await session.receive()
@@ -503,15 +514,14 @@ async def run_session(
             "a replica cannot sync with itself or a copy of itself"
         )
 
+    if hello.max_batch > 0:
+        session.batch_size = min(batch_size, hello.max_batch)
     sending = asyncio.ensure_future(session.send_all(hello.marks))
     try:
         await session.receive_all(sending)
         await sending
     finally:
-        if not sending.done():
-            sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, SyncError):
-                await sending
+        await _settle(sending)
     report = SyncReport(
         replica_id=endpoint.replica_id,
         peer=hello.replica_id,
