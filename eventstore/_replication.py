@@ -520,13 +520,14 @@ def _prepare(
     check: RemoteValidation,
 ) -> tuple[list[tuple[NewEvent, ReplicatedEvent]], int, HLCTimestamp | None]:
     expected: dict[str, int] = {}
+    origins: set[str] = set()
     dots: dict[bytes, int] = {}
     fresh: list[tuple[NewEvent, ReplicatedEvent]] = []
     skipped = 0
     latest: HLCTimestamp | None = None
     with store.read_views() as reader:
         for event in events:
-            origin, seq = _check_shape(event)
+            origin, seq = _check_shape(event, origins)
             if origin not in expected:
                 expected[origin] = (
                     _get_int(reader, MARKS_TABLE, _origin_key(origin)) + 1
@@ -549,23 +550,32 @@ def _prepare(
     return fresh, skipped, latest
 
 
-def _check_shape(event: ReplicatedEvent) -> tuple[str, int]:
+def _check_shape(event: ReplicatedEvent, origins: set[str]) -> tuple[str, int]:
+    """The event's origin and number, if its shape is right.
+
+    ``origins`` holds the origin ids already checked in this batch.
+    """
     meta = event.metadata
     origin, seq = meta.origin, meta.origin_seq
-
-    def refuse(reason: str) -> RemoteEventError:
-        return RemoteEventError(origin, seq, reason)
-
-    if not origin or len(origin.encode()) > _MAX_ORIGIN_BYTES or "\x00" in origin:
-        raise refuse("its origin must be a replica id of 1 to 256 bytes without NUL")
-    if type(seq) is not int or seq < 1:
-        raise refuse("its origin sequence number must be an int >= 1")
+    if origin is None or origin not in origins:
+        if not origin or len(origin.encode()) > _MAX_ORIGIN_BYTES or "\x00" in origin:
+            raise RemoteEventError(
+                origin, seq, "its origin must be a replica id of 1 to 256 bytes"
+            )
+        origins.add(origin)
+    if seq is None or type(seq) is not int or seq < 1:
+        raise RemoteEventError(
+            origin, seq, "its origin sequence number must be an int >= 1"
+        )
+    reason = None
     if meta.hlc is None:
-        raise refuse("it carries no hybrid-logical-clock timestamp")
-    if not event.stream or not event.type:
-        raise refuse("its stream and type must not be empty")
-    if event.stream.startswith(LOCAL_STREAM_PREFIX):
-        raise refuse(f"stream {event.stream!r} belongs to its replica alone")
+        reason = "it carries no hybrid-logical-clock timestamp"
+    elif not event.stream or not event.type:
+        reason = "its stream and type must not be empty"
+    elif event.stream.startswith(LOCAL_STREAM_PREFIX):
+        reason = f"stream {event.stream!r} belongs to its replica alone"
+    if reason is not None:
+        raise RemoteEventError(origin, seq, reason)
     return origin, seq
 
 
