@@ -2,6 +2,9 @@
 
 import logging
 
+from actors._cache import (
+    BoundedCache,
+)
 from actors._conflicts import (
     CONFLICT_STRATEGIES,
     ConflictStrategy,
@@ -32,18 +35,90 @@ from actors._sync import (
 )
 from actors._sync_live import Replicator
 from actors._sync_ws import SyncServer, connect_websocket, mount_sync, sync_websocket
+from actors._dashboard import (
+    DashboardError,
+    DashboardServer,
+)
+from actors._monitoring import (
+    MonitoringSystem,
+)
+from actors._observability_errors import (
+    ObservabilityError,
+    OperationNotSupportedError,
+    PoolExhaustedError,
+    TraceExportError,
+    TracingNotAvailableError,
+    UnknownAlertError,
+    UnknownPoolError,
+    UnknownProfileError,
+)
+from actors._optimizer import (
+    PerformanceOptimizer,
+)
+from actors._pool import (
+    ResourcePool,
+)
+from actors._tracing_setup import (
+    configure_tracing,
+    export_trace,
+)
+from actors._workflows import (
+    BreakerPolicy,
+    CircuitOpenError,
+    Clock,
+    ExecutionNotFoundError,
+    ExecutionStatus,
+    InvalidWorkflowError,
+    RetryPolicy,
+    StateMachine,
+    StateTransitioned,
+    StepContext,
+    StepStatus,
+    StepTimeoutError,
+    SystemClock,
+    Transition,
+    WorkflowBuilder,
+    WorkflowCancelledError,
+    WorkflowEngine,
+    WorkflowError,
+    WorkflowFailedError,
+    WorkflowMetrics,
+    WorkflowNotFoundError,
+    WorkflowStateError,
+)
 
 __all__ = [
     "CONFLICT_STRATEGIES",
+    "BoundedCache",
+    "BreakerPolicy",
+    "CircuitOpenError",
+    "Clock",
     "ConflictStrategy",
     "CustomStrategy",
+    "DashboardError",
+    "DashboardServer",
+    "ExecutionNotFoundError",
+    "ExecutionStatus",
+    "InvalidWorkflowError",
     "Lease",
     "LeaseLostError",
     "LeaseManager",
     "LockError",
     "LockTimeoutError",
+    "MonitoringSystem",
+    "ObservabilityError",
+    "OperationNotSupportedError",
+    "PerformanceOptimizer",
+    "PoolExhaustedError",
     "Replicator",
     "Resolution",
+    "ResourcePool",
+    "RetryPolicy",
+    "StateMachine",
+    "StateTransitioned",
+    "StepContext",
+    "StepStatus",
+    "StepTimeoutError",
     "StoreEndpoint",
     "SyncConnectionError",
     "SyncEndpoint",
@@ -51,9 +126,26 @@ __all__ = [
     "SyncRefusedError",
     "SyncReport",
     "SyncServer",
+    "SystemClock",
+    "TraceExportError",
+    "TracingNotAvailableError",
+    "Transition",
+    "UnknownAlertError",
+    "UnknownPoolError",
+    "UnknownProfileError",
     "Version",
+    "WorkflowBuilder",
+    "WorkflowCancelledError",
+    "WorkflowEngine",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowMetrics",
+    "WorkflowNotFoundError",
+    "WorkflowStateError",
     "check_strategy",
+    "configure_tracing",
     "connect_websocket",
+    "export_trace",
     "merge_data",
     "mount_sync",
     "resolve",

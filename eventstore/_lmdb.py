@@ -128,9 +128,11 @@ class _LmdbTables:
                 return self._env.open_db(table.encode(), txn=self._txn, create=False)
             except lmdb.NotFoundError:
                 return None
-        else:
-            db = self._env.open_db(table.encode(), txn=self._txn, create=True)
-            self._created.append(table)
+            # A handle opened in a read transaction dies with it (py-lmdb
+            # ends read transactions by aborting them): keep it for this one.
+            return db
+        db = self._env.open_db(table.encode(), txn=self._txn, create=True)
+        self._created.append(table)
         self._dbs[table] = db
         return db
 
