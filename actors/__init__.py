@@ -15,29 +15,16 @@ from actors._conflicts import (
     merge_data,
     resolve,
 )
+from actors._dashboard import (
+    DashboardError,
+    DashboardServer,
+)
 from actors._locks import (
     Lease,
     LeaseLostError,
     LeaseManager,
     LockError,
     LockTimeoutError,
-)
-from actors._sync import (
-    StoreEndpoint,
-    SyncConnectionError,
-    SyncEndpoint,
-    SyncError,
-    SyncRefusedError,
-    SyncReport,
-    run_session,
-    serve_sessions,
-    sync_in_process,
-)
-from actors._sync_live import Replicator
-from actors._sync_ws import SyncServer, connect_websocket, mount_sync, sync_websocket
-from actors._dashboard import (
-    DashboardError,
-    DashboardServer,
 )
 from actors._monitoring import (
     MonitoringSystem,
@@ -58,6 +45,19 @@ from actors._optimizer import (
 from actors._pool import (
     ResourcePool,
 )
+from actors._sync import (
+    StoreEndpoint,
+    SyncConnectionError,
+    SyncEndpoint,
+    SyncError,
+    SyncRefusedError,
+    SyncReport,
+    run_session,
+    serve_sessions,
+    sync_in_process,
+)
+from actors._sync_live import Replicator
+from actors._sync_ws import SyncServer, connect_websocket, mount_sync, sync_websocket
 from actors._tracing_setup import (
     configure_tracing,
     export_trace,
