@@ -122,10 +122,8 @@ class _LmdbTables:
         if db is not None:
             return db
         if not self._write:
-            # LMDB closes a handle opened in a read transaction when that
-            # transaction ends, so it must not outlive it in the cache.
             try:
-                return self._env.open_db(table.encode(), txn=self._txn, create=False)
+                db = self._env.open_db(table.encode(), txn=self._txn, create=False)
             except lmdb.NotFoundError:
                 return None
             # A handle opened in a read transaction dies with it (py-lmdb
