@@ -1,6 +1,7 @@
 """Supervised actors and the asyncio API of actorlog."""
 
 import logging
+from typing import TYPE_CHECKING
 
 from actors._cache import (
     BoundedCache,
@@ -57,7 +58,6 @@ from actors._sync import (
     sync_in_process,
 )
 from actors._sync_live import Replicator
-from actors._sync_ws import SyncServer, connect_websocket, mount_sync, sync_websocket
 from actors._tracing_setup import (
     configure_tracing,
     export_trace,
@@ -86,6 +86,28 @@ from actors._workflows import (
     WorkflowNotFoundError,
     WorkflowStateError,
 )
+
+if TYPE_CHECKING:
+    from actors._sync_ws import (
+        SyncServer,
+        connect_websocket,
+        mount_sync,
+        sync_websocket,
+    )
+
+# Sync over WebSocket needs aiohttp (the `web` extra): import it on first use.
+_WEBSOCKET_NAMES = frozenset(
+    {"SyncServer", "connect_websocket", "mount_sync", "sync_websocket"}
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _WEBSOCKET_NAMES:
+        from actors import _sync_ws  # noqa: PLC0415 - aiohttp only when used
+
+        return getattr(_sync_ws, name)
+    raise AttributeError(f"module 'actors' has no attribute {name!r}")
+
 
 __all__ = [
     "CONFLICT_STRATEGIES",
