@@ -29,6 +29,7 @@ from eventstore._errors import (
 from eventstore._lmdb import Durability, LmdbEventStore, StoreInUseError
 from eventstore._memory import MemoryEventStore
 from eventstore._protocol import EventStore
+from eventstore._record_clocks import RecordVersion
 from eventstore._replication import (
     LOCAL_STREAM_PREFIX,
     ApplyResult,
@@ -39,9 +40,11 @@ from eventstore._replication import (
     ReplicationError,
     ReplicationIndex,
     apply_remote,
+    conflicted_records,
     events_since,
     high_water_marks,
     latest_hlc,
+    record_siblings,
     replica_id,
     replication_index,
 )
@@ -118,6 +121,7 @@ __all__ = [
     "RecordCreated",
     "RecordDeleted",
     "RecordUpdated",
+    "RecordVersion",
     "RemoteEventError",
     "RemoteValidation",
     "ReplicatedEvent",
@@ -148,12 +152,14 @@ __all__ = [
     "WorkflowStepSucceeded",
     "WriterBusyError",
     "apply_remote",
+    "conflicted_records",
     "default_registry",
     "events_since",
     "high_water_marks",
     "latest_hlc",
     "merge_patch",
     "parse_record_stream",
+    "record_siblings",
     "record_stream",
     "register_event",
     "replica_id",

@@ -39,12 +39,24 @@ from eventstore._clock import (
     system_time_ms,
 )
 from eventstore._codec import EventRegistry, decode_envelope
+from eventstore._dots import Dot, DottedVersionVector
 from eventstore._errors import (
     ClockDriftError,
     EventStoreError,
     UnknownSchemaVersionError,
 )
 from eventstore._protocol import EventStore
+from eventstore._record_clocks import (
+    CLOCKS_TABLE,
+    CONFLICTS_TABLE,
+    RECORD_EVENT_TYPES,
+    SIBLINGS_TABLE,
+    VERSIONS_TABLE,
+    RecordVersion,
+    fold_record_event,
+    read_siblings,
+    record_clock,
+)
 from eventstore._tables import (
     EVENTS,
     META,
@@ -56,7 +68,11 @@ from eventstore._tables import (
     view_table,
 )
 from eventstore._types import EventMetadata, NewEvent, StoredEvent
-from eventstore._vocabulary import RECORD_STREAM_PREFIX, parse_record_stream
+from eventstore._vocabulary import (
+    RECORD_STREAM_PREFIX,
+    parse_record_stream,
+    record_stream,
+)
 
 __all__ = [
     "LOCAL_STREAM_PREFIX",
@@ -68,9 +84,11 @@ __all__ = [
     "ReplicationError",
     "ReplicationIndex",
     "apply_remote",
+    "conflicted_records",
     "events_since",
     "high_water_marks",
     "latest_hlc",
+    "record_siblings",
     "replica_id",
     "replication_index",
 ]
@@ -236,7 +254,12 @@ class ReplicationIndex:
         for event in events:
             if event.position > checkpoint:
                 fold.add(
-                    event.position, event.stream, event.metadata, event.recorded_at
+                    event.position,
+                    event.stream,
+                    event.metadata,
+                    event.recorded_at,
+                    type_=event.type,
+                    data=event.data,
                 )
         fold.finish(events[-1].position if events else checkpoint)
 
@@ -256,7 +279,17 @@ class ReplicationIndex:
         for key, record in txn.scan(EVENTS, pack_position(checkpoint + 1), stop):
             position = unpack_position(key)
             envelope = decode_envelope(record, position)
-            fold.add(position, envelope.stream, envelope.metadata, envelope.recorded_at)
+            data: Any = None
+            if envelope.type in RECORD_EVENT_TYPES:
+                data = msgspec.msgpack.decode(envelope.data)
+            fold.add(
+                position,
+                envelope.stream,
+                envelope.metadata,
+                envelope.recorded_at,
+                type_=envelope.type,
+                data=data,
+            )
             count += 1
         fold.finish(to_position)
         return count
@@ -279,12 +312,20 @@ class _Fold:
         return mark
 
     def add(
-        self, position: int, stream: str, metadata: EventMetadata, recorded_at: Any
+        self,
+        position: int,
+        stream: str,
+        metadata: EventMetadata,
+        recorded_at: Any,
+        *,
+        type_: str,
+        data: Any,
     ) -> None:
         if stream.startswith(LOCAL_STREAM_PREFIX):
             return
         seq = metadata.origin_seq
         origin = metadata.origin
+        local = seq is None or not origin
         if seq is None or not origin:
             origin = self.local
             seq = self._mark(origin) + 1
@@ -297,14 +338,25 @@ class _Fold:
         self.txn.put(
             SEQ_TABLE, key + _SEP + pack_position(seq), pack_position(position)
         )
-        vector = metadata.vector
-        if vector is not None and vector.get(origin):
-            self.txn.put(
-                DOTS_TABLE,
-                key + _SEP + bounded_key(stream),
-                pack_position(vector.get(origin)),
-            )
         stamp = metadata.hlc or _stamp_of(recorded_at)
+        counter = fold_record_event(
+            self.txn,
+            stream=stream,
+            type_=type_,
+            data=data,
+            metadata=metadata,
+            origin=origin,
+            hlc=stamp,
+            position=position,
+            local=local,
+        )
+        vector = metadata.vector
+        if counter is None and vector is not None:
+            counter = vector.get(origin) or None
+        if counter is not None:
+            self.txn.put(
+                DOTS_TABLE, key + _SEP + bounded_key(stream), pack_position(counter)
+            )
         if self.latest is None or stamp > self.latest:
             self.latest = stamp
 
@@ -383,7 +435,8 @@ def replication_index(store: EventStore) -> ReplicationIndex:
 
 
 def _touch_tables(txn: ViewTxn) -> None:
-    for table in (SEQ_TABLE, MARKS_TABLE, DOTS_TABLE, STATE_TABLE):
+    tables = (SEQ_TABLE, MARKS_TABLE, DOTS_TABLE, STATE_TABLE, CLOCKS_TABLE)
+    for table in (*tables, CONFLICTS_TABLE, SIBLINGS_TABLE, VERSIONS_TABLE):
         txn.get(table, _SEP)
 
 
@@ -462,13 +515,21 @@ def _export(
         )
     env = decode_envelope(record, position)
     meta = env.metadata
-    if meta.origin != origin or meta.origin_seq != seq or meta.hlc is None:
-        meta = msgspec.structs.replace(
-            meta,
-            origin=origin,
-            origin_seq=seq,
-            hlc=meta.hlc or _stamp_of(env.recorded_at),
-        )
+    changes: dict[str, Any] = {}
+    if meta.origin != origin or meta.origin_seq != seq:
+        changes.update(origin=origin, origin_seq=seq)
+    if meta.hlc is None:
+        changes["hlc"] = _stamp_of(env.recorded_at)
+    if meta.vector is None and env.type in RECORD_EVENT_TYPES:
+        clock = record_clock(reader, position)
+        if clock is not None:
+            counter, context = clock
+            changes["context"] = context
+            changes["vector"] = DottedVersionVector(
+                Dot(origin, counter), context
+            ).vector
+    if changes:
+        meta = msgspec.structs.replace(meta, **changes)
     return ReplicatedEvent(env.stream, env.type, env.schema_version, env.data, meta)
 
 
@@ -684,3 +745,26 @@ def _take(items: Iterator[Any], count: int) -> Iterator[Any]:
         if number >= count:
             return
         yield item
+
+
+def record_siblings(
+    store: EventStore, collection: str, record_id: str
+) -> tuple[RecordVersion, ...]:
+    """The versions of a record that no other supersedes (one unless in conflict)."""
+    replication_index(store)
+    with store.read_views() as reader:
+        return read_siblings(reader, record_stream(collection, record_id))
+
+
+def conflicted_records(
+    store: EventStore, collection: str | None = None
+) -> list[tuple[str, str]]:
+    """The (collection, id) of every record with concurrent versions, sorted."""
+    replication_index(store)
+    start = b"" if collection is None else bounded_key(collection) + _SEP
+    stop = None if collection is None else bounded_key(collection) + b"\x01"
+    found: list[tuple[str, str]] = []
+    with store.read_views() as reader:
+        for _, stream_key in reader.scan(CONFLICTS_TABLE, start, stop):
+            found.append(parse_record_stream(bytes(stream_key).decode()))
+    return found
