@@ -36,6 +36,7 @@ from eventstore._clock import (
     DEFAULT_MAX_DRIFT_MS,
     HLCTimestamp,
     HybridLogicalClock,
+    VersionVector,
     system_time_ms,
 )
 from eventstore._codec import EventRegistry, decode_envelope
@@ -690,6 +691,33 @@ def _check_vector(
             f"{origin!r} counts {counter}, after {before} before",
         )
     dots[key] = counter
+    if context is not None and event.type in RECORD_EVENT_TYPES:
+        _check_causal_order(reader, dots, event, origin, seq)
+
+
+def _check_causal_order(
+    reader: ViewReader,
+    dots: dict[bytes, int],
+    event: ReplicatedEvent,
+    origin: str,
+    seq: int,
+) -> None:
+    context = event.metadata.context or VersionVector()
+    for replica, needed in context.counters.items():
+        if replica == origin:
+            continue
+        other = _origin_key(replica) + _SEP + bounded_key(event.stream)
+        seen = dots.get(other)
+        if seen is None:
+            seen = dots[other] = _get_int(reader, DOTS_TABLE, other)
+        if seen < needed:
+            raise RemoteEventError(
+                origin,
+                seq,
+                f"it follows write ({replica!r}, {needed}) of stream "
+                f"{event.stream!r}, which this replica has not received (it has "
+                f"{seen}): events must arrive in causal order",
+            )
 
 
 def _decode_data(

@@ -21,8 +21,10 @@ from eventstore import (
     RecordCreated,
     RecordDeleted,
     RecordUpdated,
+    RemoteEventError,
     ReplicatedEvent,
     VersionVector,
+    apply_remote,
     conflicted_records,
     events_since,
     record_siblings,
@@ -269,3 +271,24 @@ def test_a_writer_that_read_an_old_context_makes_a_sibling(tmp_path: Path) -> No
             "{'n': 1, 'm': 1}",
             "{'n': 2}",
         ]
+
+
+async def test_an_update_that_arrives_before_what_it_read_is_refused(
+    tmp_path: Path,
+) -> None:
+    paths = [tmp_path / name for name in ("a", "b", "c")]
+    a, b, c = (LmdbEventStore.open(p, durability="fast") for p in paths)
+    try:
+        create(a, "1", n=1)
+        await sync(a, b)
+        update(b, "1", m=2)
+        shipped = events_since(b, {})
+
+        with pytest.raises(RemoteEventError, match="must arrive in causal order"):
+            apply_remote(c, shipped[1:])
+        apply_remote(c, shipped)
+
+        assert data_of(c, "1") == data_of(b, "1") == [{"n": 1, "m": 2}]
+    finally:
+        for store in (a, b, c):
+            store.close()
