@@ -6,6 +6,10 @@ from typing import TYPE_CHECKING
 from actors._cache import (
     BoundedCache,
 )
+from actors._collection import (
+    CollectionActor,
+    CollectionConfig,
+)
 from actors._conflicts import (
     CONFLICT_STRATEGIES,
     ConflictStrategy,
@@ -19,6 +23,25 @@ from actors._conflicts import (
 from actors._dashboard import (
     DashboardError,
     DashboardServer,
+)
+from actors._data import (
+    process_data,
+    transform,
+    validate,
+)
+from actors._datamanager import (
+    Command,
+    DataManager,
+    DataSource,
+    Middleware,
+)
+from actors._errors import (
+    ActorError,
+    CommandTimeoutError,
+    ConcurrencyError,
+    NotFoundError,
+    UnknownDataSourceError,
+    ValidationError,
 )
 from actors._locks import (
     Lease,
@@ -46,6 +69,28 @@ from actors._optimizer import (
 from actors._pool import (
     ResourcePool,
 )
+from actors._reader import (
+    ActorReader,
+    RecordReader,
+)
+from actors._records import (
+    Record,
+)
+from actors._replies import (
+    FutureReply,
+    LoopReply,
+    Reply,
+)
+from actors._supervisor import (
+    ChildHandle,
+    RestartPolicy,
+    Strategy,
+    SupervisedActor,
+    Supervisor,
+    SupervisorGaveUpError,
+    ThreadScheduler,
+    Worker,
+)
 from actors._sync import (
     StoreEndpoint,
     SyncConnectionError,
@@ -61,6 +106,9 @@ from actors._sync_live import Replicator
 from actors._tracing_setup import (
     configure_tracing,
     export_trace,
+)
+from actors._transaction import (
+    Transaction,
 )
 from actors._workflows import (
     BreakerPolicy,
@@ -111,30 +159,48 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "CONFLICT_STRATEGIES",
+    "ActorError",
+    "ActorReader",
     "BoundedCache",
     "BreakerPolicy",
+    "ChildHandle",
     "CircuitOpenError",
     "Clock",
+    "CollectionActor",
+    "CollectionConfig",
+    "Command",
+    "CommandTimeoutError",
+    "ConcurrencyError",
     "ConflictStrategy",
     "CustomStrategy",
     "DashboardError",
     "DashboardServer",
+    "DataManager",
+    "DataSource",
     "ExecutionNotFoundError",
     "ExecutionStatus",
+    "FutureReply",
     "InvalidWorkflowError",
     "Lease",
     "LeaseLostError",
     "LeaseManager",
     "LockError",
     "LockTimeoutError",
+    "LoopReply",
+    "Middleware",
     "MonitoringSystem",
+    "NotFoundError",
     "ObservabilityError",
     "OperationNotSupportedError",
     "PerformanceOptimizer",
     "PoolExhaustedError",
+    "Record",
+    "RecordReader",
     "Replicator",
+    "Reply",
     "Resolution",
     "ResourcePool",
+    "RestartPolicy",
     "RetryPolicy",
     "StateMachine",
     "StateTransitioned",
@@ -142,6 +208,10 @@ __all__ = [
     "StepStatus",
     "StepTimeoutError",
     "StoreEndpoint",
+    "Strategy",
+    "SupervisedActor",
+    "Supervisor",
+    "SupervisorGaveUpError",
     "SyncConnectionError",
     "SyncEndpoint",
     "SyncError",
@@ -149,13 +219,18 @@ __all__ = [
     "SyncReport",
     "SyncServer",
     "SystemClock",
+    "ThreadScheduler",
     "TraceExportError",
     "TracingNotAvailableError",
+    "Transaction",
     "Transition",
     "UnknownAlertError",
+    "UnknownDataSourceError",
     "UnknownPoolError",
     "UnknownProfileError",
+    "ValidationError",
     "Version",
+    "Worker",
     "WorkflowBuilder",
     "WorkflowCancelledError",
     "WorkflowEngine",
@@ -170,11 +245,14 @@ __all__ = [
     "export_trace",
     "merge_data",
     "mount_sync",
+    "process_data",
     "resolve",
     "run_session",
     "serve_sessions",
     "sync_in_process",
     "sync_websocket",
+    "transform",
+    "validate",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -10,9 +10,20 @@ from eventstore._clock import (
     VersionVector,
     system_time_ms,
 )
-from eventstore._codec import EventRegistry, default_registry, register_event
-from eventstore._core import InlineProjector
-from eventstore._dots import Dot, DottedVersionVector, Sibling, SiblingSet
+from eventstore._codec import (
+    EventRegistry,
+    default_registry,
+    register_event,
+)
+from eventstore._core import (
+    InlineProjector,
+)
+from eventstore._dots import (
+    Dot,
+    DottedVersionVector,
+    Sibling,
+    SiblingSet,
+)
 from eventstore._errors import (
     ClockDriftError,
     ConcurrencyError,
@@ -26,9 +37,17 @@ from eventstore._errors import (
     UnknownSchemaVersionError,
     WriterBusyError,
 )
-from eventstore._lmdb import Durability, LmdbEventStore, StoreInUseError
-from eventstore._memory import MemoryEventStore
-from eventstore._protocol import EventStore
+from eventstore._lmdb import (
+    Durability,
+    LmdbEventStore,
+    StoreInUseError,
+)
+from eventstore._memory import (
+    MemoryEventStore,
+)
+from eventstore._protocol import (
+    EventStore,
+)
 from eventstore._record_clocks import RecordVersion
 from eventstore._replication import (
     LOCAL_STREAM_PREFIX,
@@ -48,8 +67,22 @@ from eventstore._replication import (
     replica_id,
     replication_index,
 )
-from eventstore._subscription import Subscription
-from eventstore._tables import ViewReader, ViewTxn, view_table
+from eventstore._subscription import (
+    Subscription,
+)
+from eventstore._tables import (
+    ViewReader,
+    ViewTxn,
+    view_table,
+)
+from eventstore._tools import (
+    ImportReport,
+    NdjsonLineError,
+    VerifyReport,
+    export_ndjson,
+    import_ndjson,
+    verify,
+)
 from eventstore._types import (
     ANY,
     NO_STREAM,
@@ -110,9 +143,11 @@ __all__ = [
     "ForkedProcessError",
     "HLCTimestamp",
     "HybridLogicalClock",
+    "ImportReport",
     "InlineProjector",
     "LmdbEventStore",
     "MemoryEventStore",
+    "NdjsonLineError",
     "NewEvent",
     "NotAStoreError",
     "Ordering",
@@ -136,6 +171,7 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "UnknownSchemaVersionError",
+    "VerifyReport",
     "VersionVector",
     "ViewReader",
     "ViewTxn",
@@ -155,7 +191,9 @@ __all__ = [
     "conflicted_records",
     "default_registry",
     "events_since",
+    "export_ndjson",
     "high_water_marks",
+    "import_ndjson",
     "latest_hlc",
     "merge_patch",
     "parse_record_stream",
@@ -165,6 +203,7 @@ __all__ = [
     "replica_id",
     "replication_index",
     "system_time_ms",
+    "verify",
     "view_table",
     "workflow_stream",
 ]

@@ -21,6 +21,7 @@ from eventstore._codec import (
     decode_envelope,
     decode_record,
     default_registry,
+    open_envelope,
 )
 from eventstore._core import (
     AppendJob,
@@ -46,12 +47,20 @@ from eventstore._tables import (
     pack_position,
     unpack_position,
 )
-from eventstore._types import AppendResult, Expected, NewEvent, StoredEvent, StreamInfo
+from eventstore._types import (
+    AppendResult,
+    Expected,
+    ExpectedVersion,
+    NewEvent,
+    StoredEvent,
+    StreamInfo,
+)
 
 __all__ = ["BaseStore"]
 
 T = TypeVar("T")
 _CHUNK = 512
+_POSITION_BYTES = 8
 
 
 class BaseStore(abc.ABC):
@@ -89,7 +98,11 @@ class BaseStore(abc.ABC):
 
         See :meth:`append` for the arguments and errors.
         """
-        job = AppendJob(tuple(events), expected_versions, command_id)
+        job = AppendJob(
+            _checked_events(events),
+            _checked_expected(expected_versions),
+            _checked_command_id(command_id),
+        )
         self._submit(job)
         return job.future
 
@@ -118,6 +131,12 @@ class BaseStore(abc.ABC):
                 nothing is written.
             msgspec.ValidationError: If an event's data does not fit its
                 registered type; nothing is written.
+            TypeError: If an event is not a :class:`NewEvent`, its data
+                cannot be encoded, or an expected version is neither an
+                ``int`` nor ``NO_STREAM``/``ANY``; nothing is written.
+            ValueError: If a stream name, type name or command id is empty,
+                or an expected version is negative; nothing is written.
+            StoreClosedError: If the store is closed.
 
         """
         return self.append_future(
@@ -184,12 +203,13 @@ class BaseStore(abc.ABC):
         """Every stream whose name starts with ``prefix``, in name order."""
         # Long names keep only their first bytes in the key: scan by those,
         # then filter on the full name kept in the value.
-        start = prefix.encode()[:KEPT_PREFIX]
+        kept = prefix.encode()[:KEPT_PREFIX]
+        start = kept
         while True:
             with self._reading() as tables:
                 chunk = list(_take(tables.scan(STREAMS, start), _CHUNK + 1))
             for key, raw in chunk[:_CHUNK]:
-                if not key.startswith(start):
+                if not key.startswith(kept):
                     return
                 info = decode_stream_info(raw)
                 if info.stream.startswith(prefix):
@@ -208,32 +228,33 @@ class BaseStore(abc.ABC):
 
         """
         key = bounded_key(stream)
-        version = max(1, from_version)
-        while to_version is None or version <= to_version:
-            stop = None if to_version is None else key + pack_position(to_version + 1)
+        width = len(key) + _POSITION_BYTES
+        start = key + pack_position(max(1, from_version))
+        # Index keys are the stream key and 8 version bytes whose first is
+        # 0 below 2**56 versions; longer keys in range belong to others.
+        stop = key + (b"\x01" if to_version is None else pack_position(to_version + 1))
+        registry = self.registry
+        while start < stop:
             with self._reading() as tables:
-                index = list(
-                    _take(
-                        tables.scan(
-                            STREAM_INDEX,
-                            key + pack_position(version),
-                            stop or key + b"\xff" * 9,
-                        ),
-                        _CHUNK,
-                    )
-                )
+                chunk = list(_take(tables.scan(STREAM_INDEX, start, stop), _CHUNK))
                 records = [
-                    (unpack_position(p), tables.get(EVENTS, p)) for _, p in index
+                    (unpack_position(p), tables.get(EVENTS, p))
+                    for k, p in chunk
+                    if len(k) == width
                 ]
             for position, record in records:
                 if record is None:
                     raise DamagedRecordError(position, "indexed but missing")
-                event = decode_record(record, position, self.registry)
-                if event.stream == stream:
-                    yield event
-            if len(index) < _CHUNK:
+                event = decode_record(record, position, registry)
+                if event.stream != stream:
+                    raise DamagedRecordError(
+                        position,
+                        f"indexed in stream {stream!r} but of {event.stream!r}",
+                    )
+                yield event
+            if len(chunk) < _CHUNK:
                 return
-            version = unpack_position(index[-1][0][len(key) :]) + 1
+            start = chunk[-1][0] + b"\x00"
 
     def read_all(
         self,
@@ -251,6 +272,8 @@ class BaseStore(abc.ABC):
 
         Raises:
             DamagedRecordError: If a record is damaged (naming its position).
+            UnknownSchemaVersionError: If a record's schema version cannot
+                be lifted to the registered one.
 
         """
         wanted = None if types is None else frozenset(types)
@@ -264,8 +287,12 @@ class BaseStore(abc.ABC):
                 )
             for key, record in chunk:
                 at = unpack_position(key)
-                if wanted is None or _peek_type(record, at) in wanted:
+                if wanted is None:
                     yield decode_record(record, at, registry)
+                    continue
+                envelope = decode_envelope(record, at)
+                if envelope.type in wanted:
+                    yield open_envelope(envelope, at, registry)
             if len(chunk) < _CHUNK:
                 return
             position = unpack_position(chunk[-1][0]) + 1
@@ -307,12 +334,58 @@ class BaseStore(abc.ABC):
             return tables.get(table, key)
 
 
+def _checked_events(events: Sequence[NewEvent]) -> tuple[NewEvent, ...]:
+    checked = tuple(events)
+    for index, event in enumerate(checked):
+        if event.__class__ is not NewEvent and not isinstance(event, NewEvent):
+            raise TypeError(
+                f"events[{index}] is a {type(event).__qualname__}, not a NewEvent"
+            )
+        if not event.stream or not isinstance(event.stream, str):
+            raise ValueError(
+                f"events[{index}]: the stream must be a non-empty str, "
+                f"not {event.stream!r}"
+            )
+        if not event.type or not isinstance(event.type, str):
+            raise ValueError(
+                f"events[{index}]: the type must be a non-empty str, not {event.type!r}"
+            )
+    return checked
+
+
+def _checked_expected(
+    expected: Mapping[str, Expected] | None,
+) -> dict[str, Expected] | None:
+    if not expected:
+        return None
+    checked = dict(expected)
+    for stream, version in checked.items():
+        if not stream or not isinstance(stream, str):
+            raise ValueError(
+                f"expected_versions: a stream must be a non-empty str, not {stream!r}"
+            )
+        if isinstance(version, ExpectedVersion):
+            continue
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TypeError(
+                f"expected_versions[{stream!r}] must be an int, NO_STREAM or "
+                f"ANY, not {version!r}"
+            )
+        if version < 0:
+            raise ValueError(
+                f"expected_versions[{stream!r}] must be >= 0, not {version}"
+            )
+    return checked
+
+
+def _checked_command_id(command_id: str | None) -> str | None:
+    if command_id is not None and (not command_id or not isinstance(command_id, str)):
+        raise ValueError(f"command_id must be a non-empty str, not {command_id!r}")
+    return command_id
+
+
 def _take(items: Iterator[Any], count: int) -> Iterator[Any]:
     for index, item in enumerate(items):
         if index >= count:
             return
         yield item
-
-
-def _peek_type(record: bytes, position: int) -> str:
-    return decode_envelope(record, position).type

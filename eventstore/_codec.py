@@ -17,15 +17,18 @@ from typing import Any, TypeVar
 import msgspec
 
 from eventstore._errors import DamagedRecordError, UnknownSchemaVersionError
-from eventstore._types import EventMetadata, NewEvent, StoredEvent
+from eventstore._types import EMPTY_METADATA, EventMetadata, NewEvent, StoredEvent
 
 __all__ = [
     "Envelope",
     "EventRegistry",
+    "RecordEncoder",
     "Upcaster",
+    "decode_envelope",
     "decode_record",
     "default_registry",
     "encode_record",
+    "open_envelope",
     "register_event",
 ]
 
@@ -124,6 +127,32 @@ class EventRegistry:
         """Every registered event type's name, sorted."""
         return sorted(self._by_name)
 
+    def prepare_data(self, event: NewEvent) -> tuple[int, Any]:
+        """Check an event's data against its type.
+
+        Returns:
+            The schema version to store and the data as a reader will see it
+            (plain data of a registered type becomes its struct).
+
+        Raises:
+            TypeError: If the data is a struct of another registered type.
+            msgspec.ValidationError: If plain data does not fit the type.
+
+        """
+        known = self._by_name.get(event.type)
+        data = event.data
+        if known is None:
+            return 0, data
+        if data.__class__ is not known.cls:
+            if isinstance(data, msgspec.Struct) and not isinstance(data, known.cls):
+                raise TypeError(
+                    f"event type {event.type!r} takes {known.cls.__qualname__}, "
+                    f"not {type(data).__qualname__}"
+                )
+            if not isinstance(data, known.cls):
+                data = msgspec.convert(data, known.cls)
+        return known.version, data
+
     def encode_data(self, event: NewEvent) -> tuple[int, bytes, Any]:
         """Check an event's data against its type and encode it.
 
@@ -137,18 +166,8 @@ class EventRegistry:
             msgspec.ValidationError: If plain data does not fit the type.
 
         """
-        known = self._by_name.get(event.type)
-        data = event.data
-        if known is None:
-            return 0, _encoder.encode(data), data
-        if not isinstance(data, known.cls):
-            if isinstance(data, msgspec.Struct):
-                raise TypeError(
-                    f"event type {event.type!r} takes {known.cls.__qualname__}, "
-                    f"not {type(data).__qualname__}"
-                )
-            data = msgspec.convert(data, known.cls)
-        return known.version, _encoder.encode(data), data
+        schema_version, data = self.prepare_data(event)
+        return schema_version, _encoder.encode(data), data
 
     def decode_data(
         self, name: str, schema_version: int, raw: bytes, position: int
@@ -187,6 +206,7 @@ class EventRegistry:
 _encoder = msgspec.msgpack.Encoder()
 _plain_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_EMPTY_METADATA = msgspec.Raw(_encoder.encode(EMPTY_METADATA))
 
 default_registry = EventRegistry()
 
@@ -202,6 +222,49 @@ def register_event(
     return decorate
 
 
+class RecordEncoder:
+    """Encodes the records of one commit, which share their commit time.
+
+    An :class:`Envelope` is a MessagePack array, so a tuple of its fields
+    encodes to the same bytes; the data is encoded in the same pass, and
+    the parts every record shares are encoded once.
+    """
+
+    __slots__ = ("_recorded_at", "_registry", "at")
+
+    def __init__(self, registry: EventRegistry, recorded_at: dt.datetime) -> None:
+        self._registry = registry
+        self._recorded_at = msgspec.Raw(_encoder.encode(recorded_at))
+        self.at = recorded_at
+
+    def encode(self, event: NewEvent, version: int) -> tuple[bytes, Any]:
+        """Encode one event as a checksummed stored record.
+
+        Returns:
+            The record, and the event's data as a reader will see it.
+
+        Raises:
+            TypeError: If the data cannot be encoded or is a struct of
+                another registered type.
+            msgspec.ValidationError: If plain data does not fit its type.
+
+        """
+        schema_version, data = self._registry.prepare_data(event)
+        metadata = event.metadata
+        payload = _encoder.encode(
+            (
+                event.stream,
+                version,
+                event.type,
+                schema_version,
+                data,
+                _EMPTY_METADATA if metadata is EMPTY_METADATA else metadata,
+                self._recorded_at,
+            )
+        )
+        return zlib.crc32(payload).to_bytes(_CRC_BYTES, "big") + payload, data
+
+
 def encode_record(
     event: NewEvent,
     version: int,
@@ -214,19 +277,7 @@ def encode_record(
         The record, and the event's data as a reader will see it.
 
     """
-    schema_version, data, value = registry.encode_data(event)
-    payload = _encoder.encode(
-        Envelope(
-            event.stream,
-            version,
-            event.type,
-            schema_version,
-            msgspec.Raw(data),
-            event.metadata,
-            recorded_at,
-        )
-    )
-    return zlib.crc32(payload).to_bytes(_CRC_BYTES, "big") + payload, value
+    return RecordEncoder(registry, recorded_at).encode(event, version)
 
 
 def decode_envelope(record: bytes, position: int) -> Envelope:
@@ -256,15 +307,25 @@ def decode_record(record: bytes, position: int, registry: EventRegistry) -> Stor
         UnknownSchemaVersionError: If its schema version cannot be lifted.
 
     """
-    env = decode_envelope(record, position)
+    return open_envelope(decode_envelope(record, position), position, registry)
+
+
+def open_envelope(env: Envelope, position: int, registry: EventRegistry) -> StoredEvent:
+    """The stored event an envelope holds, its data decoded.
+
+    Raises:
+        DamagedRecordError: If the data is malformed.
+        UnknownSchemaVersionError: If its schema version cannot be lifted.
+
+    """
     try:
         data = registry.decode_data(env.type, env.schema_version, env.data, position)
-    except msgspec.DecodeError as exc:
-        raise DamagedRecordError(position, f"data: {exc}") from exc
     except msgspec.ValidationError as exc:
         raise DamagedRecordError(
             position, f"data does not fit {env.type!r}: {exc}"
         ) from exc
+    except msgspec.DecodeError as exc:
+        raise DamagedRecordError(position, f"data: {exc}") from exc
     return StoredEvent(
         position,
         env.stream,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from eventstore._codec import EventRegistry, encode_record
+from eventstore._codec import EventRegistry, RecordEncoder
 from eventstore._errors import ConcurrencyError
 from eventstore._tables import (
     COMMANDS,
@@ -142,23 +142,28 @@ def run_jobs(
         caller must abort the transaction.
 
     """
-    recorded_at = dt.datetime.now(dt.UTC)
+    encoder = RecordEncoder(registry, dt.datetime.now(dt.UTC))
     last = tables.last_key(EVENTS)
     head = 0 if last is None else unpack_position(last)
+    # Stream infos as this transaction left them, so that jobs on the same
+    # stream read and decode its info once per batch. A view job may write
+    # anything, so it empties the cache.
+    known: dict[str, tuple[bytes, StreamInfo | None]] = {}
     outcomes: list[tuple[Job, object]] = []
     for job in jobs:
         if isinstance(job, ViewJob):
             outcomes.append((job, job.fn(tables)))
+            known.clear()
             continue
         try:
-            prepared = _prepare(tables, job, head, recorded_at, registry)
+            prepared = _prepare(tables, job, head, encoder, known)
         except (ConcurrencyError, TypeError, ValueError, msgspec.MsgspecError) as exc:
             outcomes.append((job, exc))
             continue
         if isinstance(prepared, AppendResult):
             outcomes.append((job, prepared))
             continue
-        outcomes.append((job, _write(tables, prepared, projectors)))
+        outcomes.append((job, _write(tables, prepared, projectors, known)))
         head = prepared.head
     return outcomes
 
@@ -168,17 +173,31 @@ class _Prepared:
     job: AppendJob
     command_key: bytes | None
     streams: dict[str, tuple[bytes, StreamInfo | None]]
-    events: list[tuple[NewEvent, int, int, bytes, Any]]
+    records: list[tuple[bytes, bytes]]
+    versions: list[int]
+    data: list[Any]
     head: int
     recorded_at: dt.datetime
+
+
+def _stream_entry(
+    tables: Tables,
+    stream: str,
+    known: dict[str, tuple[bytes, StreamInfo | None]],
+) -> tuple[bytes, StreamInfo | None]:
+    entry = known.get(stream)
+    if entry is None:
+        key = bounded_key(stream)
+        entry = known[stream] = (key, read_stream_info(tables, key))
+    return entry
 
 
 def _prepare(
     tables: Tables,
     job: AppendJob,
     head: int,
-    recorded_at: dt.datetime,
-    registry: EventRegistry,
+    encoder: RecordEncoder,
+    known: dict[str, tuple[bytes, StreamInfo | None]],
 ) -> _Prepared | AppendResult:
     """Check a job and encode its events, writing nothing."""
     command_key = None
@@ -190,66 +209,88 @@ def _prepare(
             return AppendResult(first.events, first.command_id, duplicate=True)
 
     streams: dict[str, tuple[bytes, StreamInfo | None]] = {}
-    for stream in (event.stream for event in job.events):
-        if stream not in streams:
-            key = bounded_key(stream)
-            streams[stream] = (key, read_stream_info(tables, key))
-    for stream, expected in (job.expected or {}).items():
-        if stream not in streams:
-            key = bounded_key(stream)
-            streams[stream] = (key, read_stream_info(tables, key))
-        info = streams[stream][1]
-        check_expected(stream, expected, 0 if info is None else info.version)
+    for event in job.events:
+        if event.stream not in streams:
+            streams[event.stream] = _stream_entry(tables, event.stream, known)
+    if job.expected:
+        for stream, expected in job.expected.items():
+            if stream not in streams:
+                streams[stream] = _stream_entry(tables, stream, known)
+            info = streams[stream][1]
+            check_expected(stream, expected, 0 if info is None else info.version)
 
-    versions = {s: 0 if i is None else i.version for s, (_, i) in streams.items()}
-    events: list[tuple[NewEvent, int, int, bytes, Any]] = []
+    current = {s: 0 if i is None else i.version for s, (_, i) in streams.items()}
+    records: list[tuple[bytes, bytes]] = []
+    versions: list[int] = []
+    values: list[Any] = []
     position = head
+    encode = encoder.encode
     for event in job.events:
         position += 1
-        version = versions[event.stream] + 1
-        versions[event.stream] = version
-        record, data = encode_record(event, version, recorded_at, registry)
-        events.append((event, position, version, record, data))
-    return _Prepared(job, command_key, streams, events, position, recorded_at)
+        version = current[event.stream] + 1
+        current[event.stream] = version
+        record, data = encode(event, version)
+        records.append((pack_position(position), record))
+        versions.append(version)
+        values.append(data)
+    return _Prepared(
+        job, command_key, streams, records, versions, values, position, encoder.at
+    )
 
 
 def _write(
-    tables: Tables, prepared: _Prepared, projectors: Sequence[InlineProjector]
+    tables: Tables,
+    prepared: _Prepared,
+    projectors: Sequence[InlineProjector],
+    known: dict[str, tuple[bytes, StreamInfo | None]],
 ) -> AppendResult:
     """Write a prepared job's events, stream infos and command id."""
+    events = prepared.job.events
     streams = prepared.streams
-    first_new = prepared.head - len(prepared.events)
+    tables.append_many(EVENTS, prepared.records)
+
+    index: list[tuple[bytes, bytes]] = []
     appended: list[AppendedEvent] = []
-    for event, position, version, record, _ in prepared.events:
-        packed = pack_position(position)
-        key, info = streams[event.stream]
-        tables.append_put(EVENTS, packed, record)
-        tables.put(STREAM_INDEX, key + pack_position(version), packed)
-        first = position if info is None else info.first_position
-        streams[event.stream] = (
-            key,
-            StreamInfo(event.stream, version, first, position),
+    touched: dict[str, list[int]] = {}
+    for event, version, (packed, _) in zip(
+        events, prepared.versions, prepared.records, strict=True
+    ):
+        stream = event.stream
+        index.append((streams[stream][0] + pack_position(version), packed))
+        position = unpack_position(packed)
+        appended.append(AppendedEvent(stream, version, position))
+        span = touched.get(stream)
+        if span is None:
+            touched[stream] = [position, position, version]
+        else:
+            span[1] = position
+            span[2] = version
+    tables.put_many(STREAM_INDEX, index)
+    for stream, (first, last, version) in touched.items():
+        key, info = streams[stream]
+        new = StreamInfo(
+            stream, version, first if info is None else info.first_position, last
         )
-        appended.append(AppendedEvent(event.stream, version, position))
-    for key, info in streams.values():
-        if info is not None and info.last_position > first_new:
-            tables.put(STREAMS, key, _result_encoder.encode(info))
+        tables.put(STREAMS, key, _result_encoder.encode(new))
+        known[stream] = (key, new)
 
     result = AppendResult(tuple(appended), prepared.job.command_id)
     if prepared.command_key is not None:
         tables.put(COMMANDS, prepared.command_key, _result_encoder.encode(result))
-    if projectors and prepared.events:
+    if projectors and events:
         stored = [
             StoredEvent(
-                position,
+                appended_event.position,
                 event.stream,
-                version,
+                appended_event.version,
                 event.type,
                 data,
                 event.metadata,
                 prepared.recorded_at,
             )
-            for event, position, version, _, data in prepared.events
+            for event, appended_event, data in zip(
+                events, appended, prepared.data, strict=True
+            )
         ]
         for projector in projectors:
             projector.apply(tables, stored)

@@ -14,13 +14,28 @@ Futures complete only after the commit returned, so an acknowledged
 append is durable (in ``durable`` mode).
 
 Resizing the map requires that no transaction of this process is open,
-so readers hold a shared gate that the writer takes exclusively to resize.
+so readers hold a shared gate that the writer takes exclusively to resize
+(to grow the map, or to adopt a size another process set).
+
+LMDB frees a table handle opened in a transaction that is aborted, and a
+freed handle may later name another table. So read transactions are ended
+with a commit (the same as an abort for a reader, except that new handles
+are kept), and handles are opened under one lock: LMDB allows no two
+concurrent opens.
+
+LMDB holds its write lock only during a transaction, so it cannot tell
+whether another process has the store open for writing. Each writable
+opener therefore holds an ``fcntl`` lock on ``actorlog.lock`` in the store
+directory: shared normally, exclusive for a job that must run alone (a
+projection rebuild from the CLI). The kernel drops it when the process
+dies, so a crash never leaves the store locked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
 import queue
@@ -42,6 +57,7 @@ from eventstore._errors import (
     ReadOnlyStoreError,
     StoreClosedError,
     StoreNotFoundError,
+    WriterBusyError,
 )
 from eventstore._tables import CORE_TABLES, META
 
@@ -52,11 +68,23 @@ logger = logging.getLogger(__name__)
 Durability = Literal["durable", "fast"]
 FORMAT = b"actorlog-1"
 _DEFAULT_MAP_SIZE = 256 * 1024 * 1024
+LOCK_FILE = "actorlog.lock"
 _MAX_BATCH_EVENTS = 20_000
 _STOP = object()
 
 _open_paths: dict[str, LmdbEventStore] = {}
 _open_paths_lock = threading.Lock()
+
+
+def _forget_parent_stores() -> None:
+    # A child of fork() owns none of its parent's environments: it may open
+    # any path afresh, and the lock may have been held by a parent thread.
+    global _open_paths_lock  # noqa: PLW0603 - reset in the child only
+    _open_paths_lock = threading.Lock()
+    _open_paths.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parent_stores)
 
 
 class StoreInUseError(EventStoreError):
@@ -71,18 +99,25 @@ class _Gate:
         self._readers = 0
         self._exclusive = False
 
+    def acquire_shared(self) -> None:
+        with self._condition:
+            if self._exclusive:
+                self._condition.wait_for(lambda: not self._exclusive)
+            self._readers += 1
+
+    def release_shared(self) -> None:
+        with self._condition:
+            self._readers -= 1
+            if not self._readers and self._exclusive:
+                self._condition.notify_all()
+
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
-        with self._condition:
-            self._condition.wait_for(lambda: not self._exclusive)
-            self._readers += 1
+        self.acquire_shared()
         try:
             yield
         finally:
-            with self._condition:
-                self._readers -= 1
-                if not self._readers:
-                    self._condition.notify_all()
+            self.release_shared()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -98,57 +133,116 @@ class _Gate:
                 self._condition.notify_all()
 
 
+class _Handles:
+    """The table handles of one environment, shared by its transactions.
+
+    LMDB lets one transaction at a time open handles, frees a handle opened
+    in a transaction that aborts (a freed handle may later name another
+    table), and refuses a handle in a transaction begun before it was
+    opened. So the writer holds :attr:`lock` for its whole transaction and
+    publishes the handles it opened after the commit; a reader opens a
+    missing handle outside any transaction, under the same lock. Each handle
+    carries the epoch it was published in, so that a reader whose
+    transaction is older reads that table in a fresh transaction instead.
+    """
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self.env = env
+        self.lock = threading.Lock()
+        self.epoch = 0
+        self._dbs: dict[str, tuple[Any, int]] = {}
+
+    def get(self, table: str) -> tuple[Any, int] | None:
+        return self._dbs.get(table)
+
+    def open_existing(self, table: str) -> tuple[Any, int] | None:
+        """Open ``table`` if it exists; call without a transaction open."""
+        with self.lock:
+            found = self._dbs.get(table)
+            if found is not None:
+                return found
+            try:
+                db = self.env.open_db(table.encode(), create=False)
+            except (lmdb.NotFoundError, lmdb.IncompatibleError):
+                return None
+            self.epoch += 1
+            found = self._dbs[table] = (db, self.epoch)
+            return found
+
+    def publish(self, opened: dict[str, Any]) -> None:
+        """Share handles a committed write transaction opened (lock held)."""
+        if opened:
+            self.epoch += 1
+            for table, db in opened.items():
+                self._dbs.setdefault(table, (db, self.epoch))
+
+
 class _LmdbTables:
     """The tables of one LMDB transaction."""
 
-    __slots__ = ("_created", "_dbs", "_env", "_txn", "_write")
+    __slots__ = ("_env", "_epoch", "_handles", "_txn", "_write", "opened")
 
     def __init__(
         self,
-        env: lmdb.Environment,
+        handles: _Handles,
         txn: lmdb.Transaction,
-        dbs: dict[str, Any],
+        epoch: int,
         *,
         write: bool,
     ) -> None:
-        self._env = env
+        self._handles = handles
+        self._env = handles.env
         self._txn = txn
-        self._dbs = dbs
+        self._epoch = epoch
         self._write = write
-        self._created: list[str] = []
+        self.opened: dict[str, Any] = {}
 
     def _db(self, table: str) -> Any:
-        db = self._dbs.get(table)
-        if db is not None:
+        """The handle of ``table`` for this transaction (None: no table)."""
+        found = self._handles.get(table)
+        if found is not None:
+            return found[0]
+        if self._write:
+            db = self.opened.get(table)
+            if db is None:
+                db = self._env.open_db(table.encode(), txn=self._txn, create=True)
+                self.opened[table] = db
             return db
-        if not self._write:
-            try:
-                db = self._env.open_db(table.encode(), txn=self._txn, create=False)
-            except lmdb.NotFoundError:
-                return None
-            # A handle opened in a read transaction dies with it (py-lmdb
-            # ends read transactions by aborting them): keep it for this one.
-            return db
-        db = self._env.open_db(table.encode(), txn=self._txn, create=True)
-        self._created.append(table)
-        self._dbs[table] = db
-        return db
+        found = self._handles.open_existing(table)
+        return None if found is None else found[0]
 
-    def forget_created(self) -> None:
-        """Drop handles made in an aborted transaction: LMDB voids them."""
-        for table in self._created:
-            self._dbs.pop(table, None)
+    def _young(self, table: str) -> bool:
+        """True if this reader began before the handle of ``table`` opened."""
+        found = self._handles.get(table)
+        return not self._write and found is not None and found[1] > self._epoch
 
     def get(self, table: str, key: bytes) -> bytes | None:
         db = self._db(table)
+        if db is None:
+            return None
+        if self._young(table):
+            with self._env.begin() as txn:
+                return txn.get(key, db=db)
         # Buffers are off, so LMDB hands out bytes.
-        return None if db is None else self._txn.get(key, db=db)  # type: ignore[return-value]
+        return self._txn.get(key, db=db)  # type: ignore[return-value]
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self._txn.put(key, value, db=self._db(table))
 
     def append_put(self, table: str, key: bytes, value: bytes) -> None:
-        self._txn.put(key, value, db=self._db(table), append=True)
+        self.append_many(table, [(key, value)])
+
+    def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        cursor = self._txn.cursor(db=self._db(table))
+        _, added = cursor.putmulti(items, append=True)
+        if added != len(items):
+            raise EventStoreError(
+                f"table {table!r}: {len(items) - added} keys were not greater "
+                "than the last key"
+            )
+
+    def put_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        self._txn.cursor(db=self._db(table)).putmulti(items)
 
     def delete(self, table: str, key: bytes) -> bool:
         return bool(self._txn.delete(key, db=self._db(table)))
@@ -169,13 +263,23 @@ class _LmdbTables:
         db = self._db(table)
         if db is None:
             return
-        cursor = self._txn.cursor(db=db)
-        if not cursor.set_range(start):
+        if self._young(table):
+            with self._env.begin() as txn:
+                yield from list(_scan(txn, db, start, stop))
             return
-        for key, value in cursor.iternext():
-            if stop is not None and key >= stop:  # type: ignore[operator]
-                return
-            yield key, value  # type: ignore[misc]
+        yield from _scan(self._txn, db, start, stop)
+
+
+def _scan(
+    txn: lmdb.Transaction, db: Any, start: bytes, stop: bytes | None
+) -> Iterator[tuple[bytes, bytes]]:
+    cursor = txn.cursor(db=db)
+    if not cursor.set_range(start):
+        return
+    for key, value in cursor.iternext():
+        if stop is not None and key >= stop:  # type: ignore[operator]
+            return
+        yield key, value  # type: ignore[misc]
 
 
 class LmdbEventStore(BaseStore):
@@ -198,14 +302,17 @@ class LmdbEventStore(BaseStore):
         self.readonly = readonly
         self.durability: Durability = durability
         self._env = env
-        self._dbs: dict[str, Any] = {}
+        self._handles = _Handles(env)
         self._pid = os.getpid()
         self._gate = _Gate()
+        self._submit_lock = threading.Lock()
         self._closed = False
+        self._closing = False
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self.map_resizes = 0
         self.commits = 0
+        self._lock_fd: int | None = None
 
     @classmethod
     def open(
@@ -217,6 +324,7 @@ class LmdbEventStore(BaseStore):
         map_size_bytes: int = _DEFAULT_MAP_SIZE,
         max_readers: int = 126,
         registry: EventRegistry | None = None,
+        exclusive: bool = False,
     ) -> LmdbEventStore:
         """Open the store at ``path``, creating it unless ``readonly``.
 
@@ -230,11 +338,16 @@ class LmdbEventStore(BaseStore):
             max_readers: LMDB reader slots (concurrent read transactions).
             registry: The event types to decode with; the default registry
                 if omitted.
+            exclusive: Refuse to open (and keep others from opening) while
+                another process has the store open for writing.
 
         Raises:
             StoreNotFoundError: If ``readonly`` and there is no store.
             NotAStoreError: If the path holds something else.
             StoreInUseError: If this process has the path open already.
+            WriterBusyError: If ``exclusive`` and another process has the
+                store open for writing, or another process holds it
+                exclusively.
 
         """
         if durability not in ("durable", "fast"):
@@ -253,8 +366,11 @@ class LmdbEventStore(BaseStore):
                 where, env, readonly=readonly, durability=durability, registry=registry
             )
             try:
+                if not readonly:
+                    store._lock_fd = _lock_writer(where, exclusive=exclusive)
                 store._initialise()
             except BaseException:
+                store._unlock()
                 env.close()
                 raise
             _open_paths[key] = store
@@ -266,9 +382,17 @@ class LmdbEventStore(BaseStore):
             logger.info("cleared %d stale reader slots in %s", cleared, self.path)
         if self.readonly:
             self._check_format()
+            for table in _table_names(self._env):
+                self._handles.open_existing(table)
             return
+        opened: dict[str, Any] = {}
         with self._env.begin(write=True) as txn:
-            meta = self._env.open_db(META.encode(), txn=txn, create=True)
+            try:
+                meta = self._env.open_db(META.encode(), txn=txn, create=True)
+            except lmdb.IncompatibleError:
+                raise NotAStoreError(
+                    f"{self.path} holds an LMDB store of another kind"
+                ) from None
             found = txn.get(b"format", db=meta)
             if found is None:
                 if _has_foreign_data(txn):
@@ -283,9 +407,13 @@ class LmdbEventStore(BaseStore):
                 raise NotAStoreError(f"{self.path} has store format {found!r}")
             txn.put(b"durability", self.durability.encode(), db=meta)
             for table in CORE_TABLES:
-                self._dbs[table] = self._env.open_db(
-                    table.encode(), txn=txn, create=True
-                )
+                opened[table] = self._env.open_db(table.encode(), txn=txn, create=True)
+            for table in _table_names(self._env, txn):
+                with contextlib.suppress(lmdb.IncompatibleError):
+                    opened[table] = self._env.open_db(
+                        table.encode(), txn=txn, create=False
+                    )
+        self._handles.publish(opened)
         self._writer = threading.Thread(
             target=self._run_writer,
             name=f"actorlog-writer:{self.path.name}",
@@ -294,49 +422,78 @@ class LmdbEventStore(BaseStore):
         self._writer.start()
 
     def _check_format(self) -> None:
+        found = self._handles.open_existing(META)
+        if found is None:
+            raise NotAStoreError(f"{self.path} is not an actorlog store")
         with self._env.begin() as txn:
-            try:
-                meta = self._env.open_db(META.encode(), txn=txn, create=False)
-            except lmdb.NotFoundError:
-                raise NotAStoreError(f"{self.path} is not an actorlog store") from None
-            found = txn.get(b"format", db=meta)
-        if found != FORMAT:
-            raise NotAStoreError(f"{self.path} is not an actorlog store ({found!r})")
+            stored = txn.get(b"format", db=found[0])
+        if stored != FORMAT:
+            raise NotAStoreError(f"{self.path} is not an actorlog store ({stored!r})")
 
     # -- the backend ------------------------------------------------------
 
     def _check_usable(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"the store at {self.path} is closed")
         if os.getpid() != self._pid:
             raise ForkedProcessError(
                 f"the store at {self.path} was opened in process {self._pid} "
                 f"before fork(); open it again in process {os.getpid()}"
             )
+        if self._closed:
+            raise StoreClosedError(f"the store at {self.path} is closed")
 
     def _submit(self, job: AppendJob | ViewJob) -> None:
         self._check_usable()
         if self.readonly:
             raise ReadOnlyStoreError(f"the store at {self.path} is open read-only")
-        self._queue.put(job)
+        # The lock orders this put before close()'s stop marker, so that no
+        # job is queued behind the marker and left waiting forever.
+        with self._submit_lock:
+            if self._closing:
+                raise StoreClosedError(f"the store at {self.path} is closed")
+            self._queue.put(job)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[_LmdbTables]:
         self._check_usable()
         with self._gate.shared():
-            txn = self._begin(write=False)
+            epoch = self._handles.epoch
+            txn = self._begin_read()
             try:
-                yield _LmdbTables(self._env, txn, self._dbs, write=False)
+                yield _LmdbTables(self._handles, txn, epoch, write=False)
             finally:
                 txn.abort()
 
-    def _begin(self, *, write: bool) -> lmdb.Transaction:
+    def _begin_read(self) -> lmdb.Transaction:
         try:
-            return self._env.begin(write=write)
+            return self._env.begin()
         except lmdb.MapResizedError:
-            # Another process grew the map: adopt its size.
-            self._env.set_mapsize(0)
-            return self._env.begin(write=write)
+            pass
+        except lmdb.ReadersFullError:
+            # Slots of readers that died (a killed process) are taken until
+            # someone checks: check, then try once more.
+            cleared = self._env.reader_check()
+            logger.info("cleared %d stale reader slots in %s", cleared, self.path)
+            return self._env.begin()
+        # Another process grew the map. Adopting its size needs every
+        # transaction of this process closed: step out of the shared gate.
+        self._gate.release_shared()
+        try:
+            self._adopt_map_size()
+        finally:
+            self._gate.acquire_shared()
+        return self._env.begin()
+
+    def _adopt_map_size(self) -> None:
+        with self._gate.exclusive():
+            try:
+                self._env.begin().abort()
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+                logger.info(
+                    "adopted the map size %d bytes of %s set by another process",
+                    self._env.info()["map_size"],
+                    self.path,
+                )
 
     def meta(self) -> dict[str, str]:
         """The store's metadata: format, replica id, creation time, durability."""
@@ -384,20 +541,34 @@ class LmdbEventStore(BaseStore):
         self._env.sync(force=True)
 
     def close(self) -> None:
-        """Finish queued appends, stop the writer and close the environment."""
+        """Finish queued appends, stop the writer and close the environment.
+
+        Appends queued before the call complete; later ones raise
+        :class:`StoreClosedError`. In a child process after ``fork()`` this
+        only forgets the store: the environment belongs to the parent.
+        """
         if self._closed:
             return
-        if self._writer is not None and os.getpid() == self._pid:
-            self._queue.put(_STOP)
+        forked = os.getpid() != self._pid
+        if self._writer is not None and not forked:
+            with self._submit_lock:
+                self._closing = True
+                self._queue.put(_STOP)
             self._writer.join()
         self._closed = True
         with _open_paths_lock:
             if _open_paths.get(str(self.path)) is self:
                 del _open_paths[str(self.path)]
-        if os.getpid() == self._pid:
+        if not forked:
             if not self.readonly:
                 self._env.sync(force=True)
             self._env.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> Self:
         return self
@@ -410,22 +581,27 @@ class LmdbEventStore(BaseStore):
     def _run_writer(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[Job] = [first]  # type: ignore[list-item]
-            size = _job_size(first)  # type: ignore[arg-type]
-            while size < _MAX_BATCH_EVENTS:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
+            batch: list[Job] = []
+            size = 0
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
                     stopping = True
                     break
-                batch.append(more)  # type: ignore[arg-type]
-                size += _job_size(more)  # type: ignore[arg-type]
-            self._commit(batch)
+                job: Job = item  # type: ignore[assignment]
+                # A future cancelled while queued is dropped; one taken
+                # here can no longer be cancelled.
+                if job.future.set_running_or_notify_cancel():
+                    batch.append(job)
+                    size += _job_size(job)
+                if size >= _MAX_BATCH_EVENTS:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(batch)
 
     def _commit(self, batch: Sequence[Job]) -> None:
         try:
@@ -433,36 +609,54 @@ class LmdbEventStore(BaseStore):
         except Exception as exc:  # noqa: BLE001 - the waiting caller gets it
             if len(batch) > 1:
                 logger.debug(
-                    "batch of %d failed (%r); retrying one by one", len(batch), exc
+                    "a batch of %d jobs failed (%r); retrying them one by one",
+                    len(batch),
+                    exc,
                 )
                 for job in batch:
                     self._commit([job])
                 return
-            logger.warning("write job failed in %s: %r", self.path, exc)
-            _complete(batch[0], exc)
+            logger.warning("a write job failed in %s: %r", self.path, exc)
+            batch[0].future.set_exception(exc)
             return
         for job, outcome in outcomes:
-            _complete(job, outcome)
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)  # type: ignore[arg-type]
         self.notifier.committed()
 
     def _transact(self, batch: Sequence[Job]) -> list[tuple[Job, object]]:
         while True:
-            txn = self._begin(write=True)
-            tables = _LmdbTables(self._env, txn, self._dbs, write=True)
-            try:
-                outcomes = run_jobs(tables, batch, self.registry, self._projectors)
-                txn.commit()
-            except lmdb.MapFullError:
-                txn.abort()
-                tables.forget_created()
+            with self._handles.lock:
+                txn = self._begin_write()
+                tables = _LmdbTables(
+                    self._handles, txn, self._handles.epoch, write=True
+                )
+                try:
+                    outcomes = run_jobs(tables, batch, self.registry, self._projectors)
+                    txn.commit()
+                except lmdb.MapFullError:
+                    txn.abort()
+                    full = True
+                except BaseException:
+                    txn.abort()
+                    raise
+                else:
+                    full = False
+                    self._handles.publish(tables.opened)
+            if full:
                 self._grow()
                 continue
-            except BaseException:
-                txn.abort()
-                tables.forget_created()
-                raise
             self.commits += 1
             return outcomes
+
+    def _begin_write(self) -> lmdb.Transaction:
+        try:
+            return self._env.begin(write=True)
+        except lmdb.MapResizedError:
+            self._adopt_map_size()
+        return self._env.begin(write=True)
 
     def _grow(self) -> None:
         with self._gate.exclusive():
@@ -476,16 +670,39 @@ def _job_size(job: Job) -> int:
     return len(job.events) if isinstance(job, AppendJob) else 1
 
 
-def _complete(job: Job, outcome: object) -> None:
-    if isinstance(outcome, BaseException):
-        job.future.set_exception(outcome)
-    else:
-        job.future.set_result(outcome)  # type: ignore[arg-type]
+def _table_names(
+    env: lmdb.Environment, txn: lmdb.Transaction | None = None
+) -> list[str]:
+    """The names in the main table: every named table, and foreign keys."""
+    if txn is None:
+        with env.begin() as own:
+            return _table_names(env, own)
+    names = txn.cursor().iternext(values=False)
+    return [bytes(name).decode(errors="replace") for name in names]
 
 
 def _has_foreign_data(txn: lmdb.Transaction) -> bool:
     cursor = txn.cursor()
     return any(key != META.encode() for key in cursor.iternext(values=False))
+
+
+def _lock_writer(where: Path, *, exclusive: bool) -> int:
+    """Take the writer lock of the store at ``where``; return its descriptor."""
+    fd = os.open(where / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        if exclusive:
+            raise WriterBusyError(
+                f"another process has the store at {where} open for writing "
+                "(is the application running?); stop it and try again"
+            ) from None
+        raise WriterBusyError(
+            f"another process holds the store at {where} exclusively "
+            "(a rebuild from the CLI?); wait for it to finish"
+        ) from None
+    return fd
 
 
 def _open_env(
@@ -516,3 +733,12 @@ def _open_env(
         )
     except lmdb.InvalidError as exc:
         raise NotAStoreError(f"{where} is not an LMDB store: {exc}") from exc
+    except lmdb.Error as exc:
+        if "already open" not in str(exc):
+            raise
+        # py-lmdb remembers environments across fork(): a child cannot open
+        # a path its parent had open.
+        raise StoreInUseError(
+            f"{where} was open in the parent of this forked process; open it "
+            "in a process started with the 'spawn' method instead"
+        ) from exc

@@ -53,6 +53,14 @@ class _MemoryTables:
     def append_put(self, table: str, key: bytes, value: bytes) -> None:
         self.put(table, key, value)
 
+    def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
+            self.put(table, key, value)
+
+    def put_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
+            self.put(table, key, value)
+
     def delete(self, table: str, key: bytes) -> bool:
         old = self.get(table, key)
         if old is None:
@@ -93,6 +101,7 @@ class MemoryEventStore(BaseStore):
     def _submit(self, job: AppendJob | ViewJob) -> None:
         if self._closed:
             raise StoreClosedError("the memory store is closed")
+        job.future.set_running_or_notify_cancel()
         with self._lock:
             self._tables.begin()
             try:

@@ -106,3 +106,9 @@ class Tables(ViewTxn, Protocol):
 
     def append_put(self, table: str, key: bytes, value: bytes) -> None:
         """Put a key known to be greater than every key in the table."""
+
+    def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        """Put ascending keys, each greater than every key in the table."""
+
+    def put_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        """Put several items."""

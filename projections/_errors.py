@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["ProjectionError", "QueryError"]
+__all__ = [
+    "HandlerError",
+    "ProjectionError",
+    "QueryError",
+    "UnknownPositionError",
+    "UnknownProjectionError",
+]
 
 
 class ProjectionError(Exception):
@@ -11,3 +17,18 @@ class ProjectionError(Exception):
 
 class QueryError(ProjectionError, ValueError):
     """Raised when a ``where`` or ``order_by`` clause is malformed."""
+
+
+class UnknownProjectionError(ProjectionError, KeyError):
+    """Raised when a projection name is not one the store knows."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownPositionError(ProjectionError, ValueError):
+    """Raised when a position is beyond the head of the log, or below 1."""
+
+
+class HandlerError(ProjectionError):
+    """Raised when a projection's handler cannot fold an event."""

@@ -1,0 +1,593 @@
+"""The asyncio DataManager: data sources, CRUD, batches, transactions.
+
+Every command goes to its collection's actor through the actor's handle
+and comes back through ``loop.call_soon_threadsafe``: the event loop never
+waits on another thread. Each command has a timeout, armed with
+``loop.call_later`` on the reply's future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import msgspec
+
+from actors._collection import (
+    CollectionActor,
+    CollectionConfig,
+    CollectionShared,
+    History,
+    Op,
+    Write,
+)
+from actors._data import Step, Transformer, process_data, transform, validate
+from actors._deadlines import Deadlines
+from actors._errors import ActorError, CommandTimeoutError, UnknownDataSourceError
+from actors._reader import ActorReader, RecordReader
+from actors._records import Record
+from actors._replies import LoopReply
+from actors._supervisor import (
+    ChildHandle,
+    FailureHook,
+    RestartPolicy,
+    Scheduler,
+    Supervisor,
+    Worker,
+)
+from actors._transaction import Transaction
+from eventstore import Durability, EventStore, LmdbEventStore, MemoryEventStore
+
+__all__ = ["Command", "DataManager", "DataSource", "Middleware"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SOURCE_KINDS = ("collection",)
+_LATER_KINDS = ("files", "http", "sql", "replica")
+
+
+class DataSource(msgspec.Struct, frozen=True, kw_only=True):
+    """A data source as added to a DataManager.
+
+    Attributes:
+        name: Its name, which commands use.
+        kind: ``"collection"``: an event-sourced collection in this store.
+        schema: The ``msgspec.Struct`` every record must fit, or None.
+        transformers: Applied in order before validation on every write.
+        indexes: Fields the records view indexes for queries.
+
+    """
+
+    name: str
+    kind: str = "collection"
+    schema: type[msgspec.Struct] | None = None
+    transformers: tuple[Transformer, ...] = ()
+    indexes: tuple[str, ...] = ()
+
+
+class Command(msgspec.Struct, frozen=True):
+    """A command as middleware sees it.
+
+    Attributes:
+        name: ``create``, ``read``, ``query``, ``update``, ``delete``,
+            ``batch_create``, ``batch_read``, ``batch_update``,
+            ``batch_delete``, ``history`` or ``transaction``.
+        collection: The data source, or None for a transaction.
+        args: The command's arguments.
+
+    """
+
+    name: str
+    collection: str | None
+    args: dict[str, Any]
+
+
+Middleware = Callable[[Command, Callable[[Command], Awaitable[Any]]], Awaitable[Any]]
+
+
+class DataManager:
+    """Event-sourced collections behind an asyncio API.
+
+    Use :meth:`open` (an LMDB store at a path) or :meth:`in_memory`, then
+    ``async with``; see ``docs/API.md``.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        store: EventStore | None = None,
+        durability: Durability = "durable",
+        map_size_bytes: int | None = None,
+        command_timeout_s: float = 10.0,
+        restart_policy: RestartPolicy | None = None,
+        scheduler: Scheduler | None = None,
+        snapshot_every: int = 10_000,
+    ) -> None:
+        if (path is None) == (store is None):
+            raise ActorError("DataManager needs exactly one of path= and store=")
+        self._path = path
+        self._durability = durability
+        self._map_size_bytes = map_size_bytes
+        self._owns_store = store is None
+        self._store = store
+        self.command_timeout_s = command_timeout_s
+        self.snapshot_every = snapshot_every
+        self._sources: dict[str, DataSource] = {}
+        self._handles: dict[str, ChildHandle] = {}
+        self._middleware: list[Middleware] = []
+        self._deadlines: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, Deadlines
+        ] = weakref.WeakKeyDictionary()
+        self._closed = False
+        self.system = Supervisor("system", policy=restart_policy, scheduler=scheduler)
+        self.collections = Supervisor(
+            "collections", policy=restart_policy, scheduler=scheduler
+        )
+        self.system.add_child(self.collections)
+        self.reader: RecordReader = ActorReader(self)
+
+    # -- life cycle -------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        store: EventStore | None = None,
+        durability: Durability = "durable",
+        **options: Any,
+    ) -> DataManager:
+        """A DataManager on the LMDB store at ``path`` (or on ``store``).
+
+        Nothing starts until ``async with`` (or :meth:`start`).
+        """
+        return cls(path=path, store=store, durability=durability, **options)
+
+    @classmethod
+    def in_memory(cls, **options: Any) -> DataManager:
+        """A DataManager on a fresh :class:`MemoryEventStore`, for tests."""
+        return cls(store=MemoryEventStore(), **options)
+
+    @property
+    def store(self) -> EventStore:
+        """The event store (open after :meth:`start`)."""
+        if self._store is None:
+            raise ActorError("the DataManager is not started")
+        return self._store
+
+    async def start(self) -> Self:
+        """Open the store (off the loop) and start the actor tree."""
+        if self._store is None:
+            path = self._path
+            assert path is not None  # noqa: S101 - checked in __init__
+            options: dict[str, Any] = {"durability": self._durability}
+            if self._map_size_bytes is not None:
+                options["map_size_bytes"] = self._map_size_bytes
+            self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
+        self.system.start()
+        logger.info("DataManager started")
+        return self
+
+    async def close(self) -> None:
+        """Stop every actor and thread, then close the store if it owns it."""
+        if self._closed:
+            return
+        self._closed = True
+        for deadlines in list(self._deadlines.values()):
+            deadlines.cancel()
+        await asyncio.to_thread(self._stop_tree)
+        logger.info("DataManager closed")
+
+    def _stop_tree(self) -> None:
+        self.system.stop()
+        self.system.fail(ActorError("the DataManager is closed"), stopped=True)
+        if self._owns_store and self._store is not None:
+            self._store.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- data sources -----------------------------------------------------
+
+    def add_data_source(
+        self,
+        name: str,
+        source: str | None = None,
+        *,
+        schema: type[msgspec.Struct] | None = None,
+        transformers: Sequence[Transformer] = (),
+        indexes: Sequence[str] = (),
+        snapshot_every: int | None = None,
+    ) -> DataSource:
+        """Add a data source; its actor starts at once and recovers its state.
+
+        Args:
+            name: The source's name (no ``/``).
+            source: Its kind; ``"collection"`` (the default) is an
+                event-sourced collection in this store.
+            schema: The ``msgspec.Struct`` every record must fit.
+            transformers: Callables applied before validation on every write.
+            indexes: Fields the records view indexes for queries.
+            snapshot_every: Snapshot the collection after this many events.
+
+        Raises:
+            ActorError: If the name is taken or malformed, or the kind is
+                not supported (yet).
+
+        """
+        kind = "collection" if source is None else source
+        if kind != "collection":
+            raise ActorError(
+                f"data source {name!r}: kind {kind!r} is not supported yet "
+                f"(supported: {', '.join(SOURCE_KINDS)}; planned: "
+                f"{', '.join(_LATER_KINDS)}); see docs/limitations.md"
+            )
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ActorError(f"data source names are non-empty, without '/': {name!r}")
+        if name in self._sources:
+            raise ActorError(f"data source {name!r} exists")
+        if schema is not None and not (
+            isinstance(schema, type) and issubclass(schema, msgspec.Struct)
+        ):
+            raise ActorError(f"data source {name!r}: schema must be a msgspec.Struct")
+        data_source = DataSource(
+            name=name,
+            schema=schema,
+            transformers=tuple(transformers),
+            indexes=tuple(indexes),
+        )
+        config = CollectionConfig(
+            name=name,
+            schema=schema,
+            transformers=data_source.transformers,
+            snapshot_every=snapshot_every or self.snapshot_every,
+        )
+        shared = CollectionShared()
+
+        def factory(handle: ChildHandle, on_failure: FailureHook) -> Any:
+            return CollectionActor.start(
+                handle, on_failure, store=self.store, config=config, shared=shared
+            )
+
+        worker = Worker(name, factory)
+        self.collections.add_child(worker)
+        self._sources[name] = data_source
+        self._handles[name] = worker.handle
+        return data_source
+
+    async def remove_data_source(self, name: str) -> None:
+        """Stop a data source's actor and forget it; its events stay in the log."""
+        self._handle(name)
+        del self._sources[name]
+        del self._handles[name]
+        await asyncio.to_thread(self.collections.remove_child, name)
+
+    def get_data_source(self, name: str) -> DataSource:
+        """The data source ``name``.
+
+        Raises:
+            UnknownDataSourceError: If there is none.
+
+        """
+        try:
+            return self._sources[name]
+        except KeyError:
+            raise UnknownDataSourceError(name, list(self._sources)) from None
+
+    def list_data_sources(self) -> list[str]:
+        """The names of the data sources, in the order they were added."""
+        return list(self._sources)
+
+    # -- middleware and asking --------------------------------------------
+
+    def use(self, middleware: Middleware) -> None:
+        """Run ``middleware`` around every later command (outermost first added)."""
+        self._middleware.append(middleware)
+
+    async def run(
+        self, command: Command, handler: Callable[[Command], Awaitable[Any]]
+    ) -> Any:
+        """Run ``handler`` for ``command`` through the middleware chain."""
+        chain = handler
+        for middleware in reversed(self._middleware):
+            chain = _bind(middleware, chain)
+        return await chain(command)
+
+    def _handle(self, name: str) -> ChildHandle:
+        try:
+            return self._handles[name]
+        except KeyError:
+            raise UnknownDataSourceError(name, list(self._handles)) from None
+
+    async def ask(
+        self,
+        name: str,
+        build: Callable[[LoopReply], Any],
+        command: str,
+        *,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Send the message ``build(reply)`` to actor ``name``; await the reply.
+
+        Raises:
+            CommandTimeoutError: If no reply came within the timeout.
+
+        """
+        handle = self._handle(name)
+        loop = asyncio.get_running_loop()
+        reply = LoopReply(loop)
+        future = reply.future
+        if timeout_s is None or timeout_s == self.command_timeout_s:
+            deadlines = self._deadlines.get(loop)
+            if deadlines is None or deadlines.timeout_s != self.command_timeout_s:
+                deadlines = self._deadlines[loop] = Deadlines(
+                    loop, self.command_timeout_s
+                )
+            deadlines.watch(future, name, command)
+            handle.send(build(reply))
+            return await future
+        timer = loop.call_later(timeout_s, _expire, future, name, command, timeout_s)
+        try:
+            handle.send(build(reply))
+            return await future
+        finally:
+            timer.cancel()
+
+    async def _simple(self, command: Command, handler: Callable[[], Awaitable[T]]) -> T:
+        if not self._middleware:
+            return await handler()
+        result: T = await self.run(command, lambda _command: handler())
+        return result
+
+    # -- CRUD -------------------------------------------------------------
+
+    async def create(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        id: str | None = None,  # noqa: A002 - the specification's name
+        command_id: str | None = None,
+    ) -> Record:
+        """Create a record; a repeated ``command_id`` returns the first one.
+
+        Raises:
+            ValidationError: If ``data`` does not fit the schema.
+            ConcurrencyError: If a record with ``id`` exists.
+
+        """
+        ops = (Op("create", id, data),)
+        command = None
+        if self._middleware:
+            args = {"id": id, "data": data, "command_id": command_id}
+            command = Command("create", name, args)
+        result: Record = await self._write(
+            command, "create", name, ops, command_id, single=True
+        )
+        return result
+
+    async def read(
+        self,
+        name: str,
+        id: str,  # noqa: A002
+        *,
+        as_of_version: int | None = None,
+    ) -> Record | None:
+        """The record ``id`` now, or at ``as_of_version``; None if absent."""
+        if not self._middleware:
+            return await self.reader.read(name, id, as_of_version=as_of_version)
+        command = Command("read", name, {"id": id, "as_of_version": as_of_version})
+        return await self._simple(
+            command, lambda: self.reader.read(name, id, as_of_version=as_of_version)
+        )
+
+    async def query(
+        self,
+        name: str,
+        *,
+        where: dict[str, Any] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Record]:
+        """The records matching ``where`` (see ``projections.compile_where``)."""
+        args = {"where": where, "order_by": order_by, "limit": limit, "offset": offset}
+        return await self._simple(
+            Command("query", name, args),
+            lambda: self.reader.query(
+                name, where=where, order_by=order_by, limit=limit, offset=offset
+            ),
+        )
+
+    async def update(
+        self,
+        name: str,
+        id: str,  # noqa: A002
+        patch: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        replace: bool = False,
+    ) -> Record:
+        """Merge ``patch`` into a record (RFC 7396), or replace its data.
+
+        Raises:
+            NotFoundError: If there is no such record.
+            ConcurrencyError: If it is not at ``expected_version``.
+            ValidationError: If the result does not fit the schema.
+
+        """
+        ops = (Op("update", id, patch, expected_version, replace),)
+        command = None
+        if self._middleware:
+            args = {"id": id, "patch": patch, "expected_version": expected_version}
+            command = Command("update", name, args)
+        result: Record = await self._write(
+            command, "update", name, ops, None, single=True
+        )
+        return result
+
+    async def delete(
+        self,
+        name: str,
+        id: str,  # noqa: A002
+        *,
+        expected_version: int | None = None,
+    ) -> None:
+        """Delete a record (its history stays).
+
+        Raises:
+            NotFoundError: If there is no such record.
+            ConcurrencyError: If it is not at ``expected_version``.
+
+        """
+        ops = (Op("delete", id, None, expected_version),)
+        args = {"id": id, "expected_version": expected_version}
+        await self._write(
+            Command("delete", name, args), "delete", name, ops, None, single=True
+        )
+
+    async def history(self, name: str, id: str) -> list[Record]:  # noqa: A002
+        """Every version of a record, oldest first (deletions are left out)."""
+        return await self._simple(
+            Command("history", name, {"id": id}),
+            lambda: self.ask(name, lambda r: History(r, id), f"history {name}/{id}"),
+        )
+
+    # -- batches ----------------------------------------------------------
+
+    async def batch_create(
+        self,
+        name: str,
+        items: Iterable[dict[str, Any]],
+        *,
+        command_id: str | None = None,
+    ) -> list[Record]:
+        """Create records in one atomic append: all of them, or none."""
+        ops = tuple(Op("create", None, data) for data in items)
+        command = Command(
+            "batch_create", name, {"items": ops, "command_id": command_id}
+        )
+        result: list[Record] = await self._write(
+            command, "batch_create", name, ops, command_id, single=False
+        )
+        return result
+
+    async def batch_read(self, name: str, ids: Iterable[str]) -> list[Record | None]:
+        """Records by id, None where absent, in the order asked."""
+        wanted = tuple(ids)
+        return await self._simple(
+            Command("batch_read", name, {"ids": wanted}),
+            lambda: self.reader.batch_read(name, wanted),
+        )
+
+    async def batch_update(
+        self,
+        name: str,
+        items: Iterable[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], int]],
+        *,
+        replace: bool = False,
+    ) -> list[Record]:
+        """Update records in one atomic append: ``(id, patch[, expected_version])``."""
+        ops = tuple(
+            Op("update", item[0], item[1], item[2] if len(item) > 2 else None, replace)  # noqa: PLR2004
+            for item in items
+        )
+        command = Command("batch_update", name, {"items": ops})
+        result: list[Record] = await self._write(
+            command, "batch_update", name, ops, None, single=False
+        )
+        return result
+
+    async def batch_delete(self, name: str, ids: Iterable[str]) -> None:
+        """Delete records in one atomic append."""
+        ops = tuple(Op("delete", record_id) for record_id in ids)
+        await self._write(
+            Command("batch_delete", name, {"ids": ops}),
+            "batch_delete",
+            name,
+            ops,
+            None,
+            single=False,
+        )
+
+    async def _write(
+        self,
+        command: Command | None,
+        kind: str,
+        name: str,
+        ops: tuple[Op, ...],
+        command_id: str | None,
+        *,
+        single: bool,
+    ) -> Any:
+        if not ops:
+            return []
+        description = f"{kind} {name}"
+        if single and ops[0].id is not None:
+            description = f"{kind} {name}/{ops[0].id}"
+
+        def handler() -> Awaitable[Any]:
+            return self.ask(
+                name,
+                lambda reply: Write(reply, ops, command_id, single),
+                description,
+            )
+
+        if command is None or not self._middleware:
+            return await handler()
+        return await self._simple(command, handler)
+
+    # -- transactions -----------------------------------------------------
+
+    def transaction(self, *, timeout_s: float | None = None) -> Transaction:
+        """Stage writes over several collections; commit them in one append."""
+        return Transaction(self, timeout_s=timeout_s)
+
+    # -- data -------------------------------------------------------------
+
+    @staticmethod
+    def validate(data: Any, schema: type[msgspec.Struct] | None) -> dict[str, Any]:
+        """See :func:`actors.validate`."""
+        return validate(data, schema)
+
+    @staticmethod
+    def transform(data: dict[str, Any], transformer: Transformer) -> dict[str, Any]:
+        """See :func:`actors.transform`."""
+        return transform(data, transformer)
+
+    @staticmethod
+    async def process_data(data: Any, pipeline: Sequence[Step]) -> Any:
+        """See :func:`actors.process_data`."""
+        return await process_data(data, pipeline)
+
+
+def _bind(
+    middleware: Middleware, call_next: Callable[[Command], Awaitable[Any]]
+) -> Callable[[Command], Awaitable[Any]]:
+    def call(command: Command) -> Awaitable[Any]:
+        return middleware(command, call_next)
+
+    return call
+
+
+def _expire(
+    future: asyncio.Future[Any], actor: str, command: str, timeout_s: float
+) -> None:
+    if not future.done():
+        future.set_exception(CommandTimeoutError(actor, command, timeout_s))
