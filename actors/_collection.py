@@ -47,6 +47,7 @@ from eventstore import (
     EventStore,
     Expected,
     HLCTimestamp,
+    HybridLogicalClock,
     NewEvent,
     RecordCreated,
     RecordDeleted,
@@ -98,6 +99,8 @@ class CollectionShared:
         self.dirty: set[str] = set()
         self.failures = 0
         self.committed_position = 0
+        self.clock: HybridLogicalClock | None = None
+        self.origin: str | None = None
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -447,6 +450,12 @@ class CollectionActor(SupervisedActor):
         return _Staged(events, expected, staged, versions, order)
 
     def _stamp(self) -> tuple[EventMetadata, dt.datetime]:
+        clock = self.shared.clock
+        if clock is not None:
+            # A replica stamps each write with its hybrid logical clock.
+            stamp = clock.now()
+            metadata = EventMetadata(hlc=stamp, origin=self.shared.origin)
+            return metadata, dt.datetime.fromtimestamp(stamp.physical_ms / 1000, dt.UTC)
         # Commands in the same millisecond share one stamp (immutable).
         now_ms = self._clock_ms()
         if self._last_stamp is None or self._last_stamp[0] != now_ms:

@@ -141,6 +141,7 @@ class LeaseManager:
         self.store = store
         self.owner = owner or f"owner-{uuid.uuid4().hex[:12]}"
         self._now_ms = wall_clock_ms
+        self.held: dict[tuple[str, str], str] = {}
 
     def holder(self, collection: str, record_id: str) -> Lease | None:
         """The lease held on a record now, or None (blocking: a quick read)."""
@@ -222,6 +223,7 @@ class LeaseManager:
                 except ConcurrencyError:
                     continue
                 logger.debug("%s took the lease on %s", self.owner, stream)
+                self.held[collection, record_id] = lease_id
                 return Lease(
                     collection,
                     record_id,
@@ -244,6 +246,8 @@ class LeaseManager:
         """
         stream = lease_stream(lease.collection, lease.id)
         event = LeaseReleased(lease.collection, lease.id, lease.lease_id)
+        if self.held.get((lease.collection, lease.id)) == lease.lease_id:
+            del self.held[lease.collection, lease.id]
         try:
             await self.store.append_async(
                 [NewEvent(stream, "LeaseReleased", event)],
@@ -255,6 +259,14 @@ class LeaseManager:
                 f"{lease.collection!r} expired and was released by another writer "
                 "before its holder let go"
             ) from exc
+
+    def leased_elsewhere(self, collection: str, record_id: str) -> bool:
+        """Whether this manager leased a record to a context other than the caller's.
+
+        A cheap check (no read) for writers: only then need they wait.
+        """
+        lease_id = self.held.get((collection, record_id))
+        return lease_id is not None and lease_id not in _held.get()
 
     async def wait_writable(
         self, collection: str, record_id: str, *, timeout_s: float = 10.0

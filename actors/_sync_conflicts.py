@@ -38,6 +38,7 @@ __all__ = [
     "Conflict",
     "StrategyFor",
     "auto_resolver",
+    "conflicts_of",
     "find_conflicts",
     "resolve_conflicts",
     "store_clock",
@@ -75,12 +76,13 @@ def find_conflicts(store: EventStore, collection: str | None = None) -> list[Con
     conflict the same way) are not a conflict: the next write supersedes
     them together.
     """
-    return _conflicts_of(store, conflicted_records(store, collection))
+    return conflicts_of(store, conflicted_records(store, collection))
 
 
-def _conflicts_of(
+def conflicts_of(
     store: EventStore, records: Iterable[tuple[str, str]]
 ) -> list[Conflict]:
+    """The conflicts among ``records`` (collection, id)."""
     conflicts = []
     for collection, record_id in records:
         versions = record_siblings(store, collection, record_id)
@@ -170,7 +172,7 @@ def auto_resolver(
     ) -> tuple[int, int]:
         del result
         touched = {e.stream for e in events if e.stream.startswith("records/")}
-        conflicts = _conflicts_of(store, map(parse_record_stream, sorted(touched)))
+        conflicts = conflicts_of(store, map(parse_record_stream, sorted(touched)))
         resolutions = resolve_conflicts(store, conflicts, strategy, clock=the_clock)
         return len(conflicts), sum(1 for r in resolutions if r.resolved)
 

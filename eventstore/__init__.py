@@ -66,6 +66,7 @@ from eventstore._replication import (
     record_siblings,
     replica_id,
     replication_index,
+    set_replica_id,
 )
 from eventstore._subscription import (
     Subscription,
@@ -202,6 +203,7 @@ __all__ = [
     "register_event",
     "replica_id",
     "replication_index",
+    "set_replica_id",
     "system_time_ms",
     "verify",
     "view_table",

@@ -92,6 +92,7 @@ __all__ = [
     "record_siblings",
     "replica_id",
     "replication_index",
+    "set_replica_id",
 ]
 
 logger = logging.getLogger(__name__)
@@ -239,7 +240,6 @@ class ReplicationIndex:
 
     def __init__(self, replica_id: str) -> None:
         self.replica_id = replica_id
-        self._origin_key = _origin_key(replica_id)
 
     def apply(self, txn: ViewTxn, events: Sequence[StoredEvent]) -> None:
         """Number ``events`` in the append's transaction.
@@ -796,3 +796,42 @@ def conflicted_records(
         for _, stream_key in reader.scan(CONFLICTS_TABLE, start, stop):
             found.append(parse_record_stream(bytes(stream_key).decode()))
     return found
+
+
+def set_replica_id(store: EventStore, new_id: str) -> str:
+    """Give an empty store the replica id ``new_id`` (a store keeps its id after).
+
+    Returns:
+        The store's replica id (``new_id``).
+
+    Raises:
+        ReplicationError: If the store holds events under another replica id,
+            or ``new_id`` is not a valid replica id.
+
+    """
+    if not new_id or len(new_id.encode()) > _MAX_ORIGIN_BYTES or "\x00" in new_id:
+        raise ReplicationError(
+            f"a replica id is 1 to 256 bytes without NUL, not {new_id!r}"
+        )
+    current = replica_id(store)
+    if current == new_id:
+        return current
+
+    def assign(txn: ViewTxn) -> bool:
+        if txn.get(STATE_TABLE, _CHECKPOINT) not in (None, pack_position(0)):
+            return False
+        if any(True for _ in txn.scan(EVENTS)):
+            return False
+        txn.put(META, b"replica_id", new_id.encode())
+        return True
+
+    if not store.write_views(assign):
+        raise ReplicationError(
+            f"the store holds events as replica {current!r}; a replica id cannot "
+            f"change to {new_id!r} once it has written"
+        )
+    with _indexes_lock:
+        index = _indexes.get(store)
+        if index is not None:
+            index.replica_id = new_id
+    return new_id
