@@ -53,6 +53,7 @@ from eventstore import (
     RecordDeleted,
     RecordUpdated,
     merge_patch,
+    record_siblings,
     record_stream,
     view_table,
 )
@@ -126,6 +127,7 @@ class Write(_Message, frozen=True):
     ops: tuple[Op, ...]
     command_id: str | None = None
     single: bool = True
+    attempt: int = 0
 
 
 class Read(_Message, frozen=True):
@@ -219,12 +221,15 @@ class CollectionActor(SupervisedActor):
             self.records = {record.id: record for record in snapshot.records}
             self.tombstones = dict(snapshot.tombstones)
         name = self.config.name
+        remote: set[str] = set()
         for event in self.store.read_all(
             from_position=position + 1, types=RECORD_EVENT_TYPES
         ):
             data = event.data
             if data.collection != name:
                 continue
+            if event.metadata.origin_seq is not None:
+                remote.add(data.id)
             position = event.position
             at = event_time(event.metadata.hlc, event.recorded_at)
             self._put(
@@ -232,6 +237,10 @@ class CollectionActor(SupervisedActor):
                 apply_event(self.records.get(data.id), data, event.version, at),
                 event.version,
             )
+        for record_id in remote:
+            current = self.records.get(record_id)
+            version = current.version if current else self.tombstones.get(record_id, 0)
+            self._put(record_id, self._settled(record_id, current), version)
         self.shared.committed_position = max(self.shared.committed_position, position)
         logger.info(
             "collection %r recovered %d records up to position %d",
@@ -363,6 +372,7 @@ class CollectionActor(SupervisedActor):
         if batch is None:
             batch = self._batch = _Batch()
         batch.add(staged, message.reply, answer)
+        batch.messages.append(message)
         self._apply(staged)
         if command_id is not None:
             self._flush(command_id)
@@ -375,8 +385,10 @@ class CollectionActor(SupervisedActor):
             batch.events, expected_versions=batch.expected, command_id=command_id
         )
         replies = batch.replies
+        messages = batch.messages
         name = self.config.name
         commands = self._commands
+        handle = self.handle
         if command_id is not None:
             commands[command_id] = future
 
@@ -385,8 +397,17 @@ class CollectionActor(SupervisedActor):
                 commands.pop(command_id, None)
             if error is not None:
                 mapped = _store_error(name, error)
-                for reply, _answer in replies:
-                    reply.fail(mapped)
+                for (reply, _answer), message in zip(replies, messages, strict=True):
+                    if _retryable(error, message):
+                        # Another replica's write moved the record under us:
+                        # the records reload, and the write is decided again.
+                        handle.send(
+                            msgspec.structs.replace(
+                                message, attempt=message.attempt + 1
+                            )
+                        )
+                    else:
+                        reply.fail(mapped)
             else:
                 for reply, answer in replies:
                     reply.ok(answer)
@@ -561,10 +582,32 @@ class CollectionActor(SupervisedActor):
             versions = fold(
                 self.store.read_stream(record_stream(self.config.name, record_id))
             )
-            self._put(record_id, versions[-1] if versions else None, len(versions))
+            folded = versions[-1] if versions else None
+            self._put(record_id, self._settled(record_id, folded), len(versions))
         logger.info(
             "collection %r reloaded %d records from the log", self.config.name, len(ids)
         )
+
+    def _settled(self, record_id: str, folded: Record | None) -> Record | None:
+        """The record as every replica sees it once it has the same writes.
+
+        Writes from other replicas may be concurrent with local ones, so
+        folding the stream in this log's order is not what other replicas
+        get. The record is the data of the latest (hlc, origin, counter) of
+        its siblings; their conflict stays listed until resolved.
+        """
+        siblings = record_siblings(self.store, self.config.name, record_id)
+        if not siblings:
+            return folded
+        latest = max(siblings, key=lambda v: (v.hlc, v.dot.replica, v.dot.counter))
+        if latest.data is None:
+            return None
+        at = event_time(latest.hlc, dt.datetime.now(dt.UTC))
+        if folded is None:
+            stream = record_stream(self.config.name, record_id)
+            version = self.store.stream_version(stream)
+            return Record(record_id, version, latest.data, at, at)
+        return msgspec.structs.replace(folded, data=latest.data)
 
     def _after_commit(self, message: Any, answer: Callable[[], Any]) -> None:
         """Answer once the latest append has committed, or ask again."""
@@ -678,9 +721,10 @@ def new_id() -> str:
 class _Batch:
     """Writes staged since the last append, appended together."""
 
-    __slots__ = ("events", "expected", "ids", "replies")
+    __slots__ = ("events", "expected", "ids", "messages", "replies")
 
     def __init__(self) -> None:
+        self.messages: list[Write] = []
         self.events: list[NewEvent] = []
         self.expected: dict[str, Expected] = {}
         self.ids: set[str] = set()
@@ -707,6 +751,22 @@ def _merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 def _data(record: Record) -> Mapping[str, Any]:
     return record.data
+
+
+_MAX_ATTEMPTS = 3
+
+
+def _retryable(error: BaseException, message: Write) -> bool:
+    """Whether a write failed only because its records moved under the actor.
+
+    That happens when remote events were applied to the store: a write that
+    named no expected version is then decided again on the reloaded state.
+    """
+    if not isinstance(error, StoreConcurrencyError) or message.command_id:
+        return False
+    if message.attempt >= _MAX_ATTEMPTS:
+        return False
+    return all(op.expected is None for op in message.ops)
 
 
 def _store_error(collection: str, error: BaseException) -> BaseException:
