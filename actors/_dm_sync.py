@@ -113,7 +113,7 @@ class ReplicaSupport:
         """Resolve ``conflicts`` by ``strategy``; write the resolutions."""
         chosen = tuple(conflicts)
         resolutions = await asyncio.to_thread(
-            resolve_conflicts, self.manager.store, chosen, strategy, clock=self.clock
+            resolve_conflicts, self.manager.store, chosen, strategy
         )
         self._mark_dirty((c.collection, c.id) for c in chosen)
         return resolutions
@@ -136,9 +136,7 @@ class ReplicaSupport:
         )
         store = self.manager.store
         conflicts = conflicts_of(store, touched)
-        resolutions = resolve_conflicts(
-            store, conflicts, self.strategies, clock=self.clock
-        )
+        resolutions = resolve_conflicts(store, conflicts, self.strategies)
         self._mark_dirty(touched)
         resolved = sum(1 for r in resolutions if r.resolved)
         if conflicts:

@@ -20,18 +20,15 @@ from eventstore import (
     ApplyResult,
     EventMetadata,
     EventStore,
-    HybridLogicalClock,
     NewEvent,
     RecordDeleted,
     RecordUpdated,
     RecordVersion,
     ReplicatedEvent,
     conflicted_records,
-    latest_hlc,
     parse_record_stream,
     record_siblings,
     record_stream,
-    replica_id,
 )
 
 __all__ = [
@@ -41,7 +38,6 @@ __all__ = [
     "conflicts_of",
     "find_conflicts",
     "resolve_conflicts",
-    "store_clock",
     "to_version",
 ]
 
@@ -62,11 +58,6 @@ def to_version(version: RecordVersion) -> Version:
     return Version(
         data=version.data, clock=version.clock, hlc=version.hlc, changed=changed
     )
-
-
-def store_clock(store: EventStore) -> HybridLogicalClock:
-    """A hybrid logical clock for the store's replica, after its latest event."""
-    return HybridLogicalClock(replica_id(store), initial=latest_hlc(store))
 
 
 def find_conflicts(store: EventStore, collection: str | None = None) -> list[Conflict]:
@@ -97,8 +88,6 @@ def resolve_conflicts(
     store: EventStore,
     conflicts: Iterable[Conflict],
     strategy: ConflictStrategy | StrategyFor,
-    *,
-    clock: HybridLogicalClock | None = None,
 ) -> list[Resolution]:
     """Resolve conflicts by a strategy and append the resolutions atomically.
 
@@ -108,14 +97,12 @@ def resolve_conflicts(
         strategy: ``"lww"``, ``"merge"``, ``"siblings"``, a callable, or a
             mapping from collection name to one of those (collections not in
             it are left alone).
-        clock: The replica's clock (for the resolutions' timestamps).
 
     Returns:
         One resolution per conflict; those with ``resolved`` false (the
         ``"siblings"`` strategy) wrote nothing.
 
     """
-    clock = clock or store_clock(store)
     resolutions: list[Resolution] = []
     events: list[NewEvent] = []
     for conflict in conflicts:
@@ -125,7 +112,7 @@ def resolve_conflicts(
         resolution = resolve(conflict.versions, chosen)
         resolutions.append(resolution)
         if resolution.resolved:
-            events.append(_resolution_event(conflict, resolution, clock))
+            events.append(_resolution_event(conflict, resolution))
     if events:
         store.append(events)
     return resolutions
@@ -139,11 +126,13 @@ def _strategy_for(
     return strategy
 
 
-def _resolution_event(
-    conflict: Conflict, resolution: Resolution, clock: HybridLogicalClock
-) -> NewEvent:
+def _resolution_event(conflict: Conflict, resolution: Resolution) -> NewEvent:
     stream = record_stream(conflict.collection, conflict.id)
-    metadata = EventMetadata(hlc=clock.now(), context=resolution.context)
+    # The latest timestamp among the siblings, not the clock's: a resolution
+    # must not win over other replicas' resolutions of the same writes just
+    # by being made later, or independent resolvers would never agree.
+    latest = max(version.hlc for version in resolution.siblings)
+    metadata = EventMetadata(hlc=latest, context=resolution.context)
     if resolution.data is None:
         data: object = RecordDeleted(conflict.collection, conflict.id)
         return NewEvent(stream, "RecordDeleted", data, metadata)
@@ -156,8 +145,6 @@ def _resolution_event(
 def auto_resolver(
     store: EventStore,
     strategy: ConflictStrategy | StrategyFor,
-    *,
-    clock: HybridLogicalClock | None = None,
 ) -> Callable[[ApplyResult, Sequence[ReplicatedEvent]], tuple[int, int]]:
     """A ``StoreEndpoint(on_applied=...)`` hook that resolves what a batch caused.
 
@@ -165,7 +152,6 @@ def auto_resolver(
     counts those now in conflict, and resolves them by ``strategy`` (kept
     as siblings where the strategy says ``"siblings"``).
     """
-    the_clock = clock or store_clock(store)
 
     def on_applied(
         result: ApplyResult, events: Sequence[ReplicatedEvent]
@@ -173,7 +159,7 @@ def auto_resolver(
         del result
         touched = {e.stream for e in events if e.stream.startswith("records/")}
         conflicts = conflicts_of(store, map(parse_record_stream, sorted(touched)))
-        resolutions = resolve_conflicts(store, conflicts, strategy, clock=the_clock)
+        resolutions = resolve_conflicts(store, conflicts, strategy)
         return len(conflicts), sum(1 for r in resolutions if r.resolved)
 
     return on_applied

@@ -11,7 +11,6 @@ from actors._sync_conflicts import (
     auto_resolver,
     find_conflicts,
     resolve_conflicts,
-    store_clock,
 )
 from eventstore import (
     ApplyResult,
@@ -238,9 +237,7 @@ async def test_a_custom_strategy_decides_and_the_report_counts_it(
 
     report = await asyncio.wait_for(
         sync_in_process(
-            StoreEndpoint(
-                a, on_applied=auto_resolver(a, biggest, clock=store_clock(a))
-            ),
+            StoreEndpoint(a, on_applied=auto_resolver(a, biggest)),
             StoreEndpoint(b),
         ),
         TIMEOUT_S,
