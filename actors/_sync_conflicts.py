@@ -26,6 +26,7 @@ from eventstore import (
     RecordVersion,
     ReplicatedEvent,
     conflicted_records,
+    in_conflict,
     parse_record_stream,
     record_siblings,
     record_stream,
@@ -75,7 +76,7 @@ def conflicts_of(
 ) -> list[Conflict]:
     """The conflicts among ``records`` (collection, id)."""
     conflicts = []
-    for collection, record_id in records:
+    for collection, record_id in in_conflict(store, records):
         versions = record_siblings(store, collection, record_id)
         if len({msgspec.msgpack.encode(v.data, order="sorted") for v in versions}) > 1:
             conflicts.append(

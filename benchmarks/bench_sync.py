@@ -1,12 +1,13 @@
-"""What sync costs: two replicas converging over WebSocket, against a full copy.
+"""What sync costs: two DataManager replicas converging over WebSocket.
 
-Two LMDB replicas start with the same records (made on one, synced to the
-other). Then each edits a fifth of them while apart, and a tenth of all
-records is edited on both sides concurrently. The benchmark times the sync
-that brings them level again (both ways, over a WebSocket on 127.0.0.1), and
-compares it with the baseline measured in the same run: a full copy of the
-edited log into an empty store (read every event, append in batches of
-1,000), which is what a replica would do without high-water marks.
+Two durable replicas hold the same records (created on one, synced to the
+other). Then each edits a fifth of them while apart, a tenth of all records
+on both sides: concurrent edits that the collection's strategy ("lww")
+resolves. The benchmark times the sync rounds that bring the replicas level
+again (over a WebSocket on 127.0.0.1), and compares them with the baseline
+measured in the same run: a full export of the edited log to NDJSON and its
+import into an empty store (``export_ndjson``/``import_ndjson``), which is
+what a replica would do without high-water marks.
 
 Run: ``python benchmarks/bench_sync.py`` (100,000 records) or ``--quick``.
 """
@@ -17,137 +18,117 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from actors import StoreEndpoint, SyncReport, SyncServer, sync_websocket
-from eventstore import (
-    LmdbEventStore,
-    NewEvent,
-    RecordCreated,
-    RecordUpdated,
-    high_water_marks,
-    record_stream,
-)
+from actors import DataManager, SyncReport
+from eventstore import LmdbEventStore, export_ndjson, high_water_marks, import_ndjson
 
 CHUNK = 1000
 
 
-def chunks(events: list[NewEvent]) -> Iterator[list[NewEvent]]:
-    for start in range(0, len(events), CHUNK):
-        yield events[start : start + CHUNK]
+async def open_replica(path: Path, name: str) -> DataManager:
+    dm = DataManager.open(path, replica_id=name)
+    await dm.start()
+    dm.add_data_source("users", conflict_strategy="lww")
+    return dm
 
 
-def create(store: LmdbEventStore, count: int) -> None:
-    events = [
-        NewEvent(
-            record_stream("users", f"u{i}"),
-            "RecordCreated",
-            RecordCreated("users", f"u{i}", {"name": f"user {i}", "n": i}),
-        )
-        for i in range(count)
-    ]
-    for chunk in chunks(events):
-        store.append(chunk)
+async def make_ids(dm: DataManager, count: int) -> None:
+    # Records get stable ids: create them by id, a chunk per append.
+    for start in range(0, count, CHUNK):
+        async with dm.transaction() as tx:
+            for i in range(start, min(count, start + CHUNK)):
+                tx.create("users", {"name": f"user {i}", "n": i}, id=f"u{i}")
 
 
-def edit(store: LmdbEventStore, ids: range, field: str) -> int:
-    events = [
-        NewEvent(
-            record_stream("users", f"u{i}"),
-            "RecordUpdated",
-            RecordUpdated("users", f"u{i}", {field: i}),
-        )
-        for i in ids
-    ]
-    for chunk in chunks(events):
-        store.append(chunk)
-    return len(events)
+async def edit(dm: DataManager, ids: range, field: str) -> int:
+    items = [(f"u{i}", {field: i}) for i in ids]
+    for start in range(0, len(items), CHUNK):
+        await dm.batch_update("users", items[start : start + CHUNK])
+    return len(items)
 
 
-async def sync(a: LmdbEventStore, b: LmdbEventStore, batch_size: int) -> SyncReport:
-    async with SyncServer(StoreEndpoint(b), batch_size=batch_size) as server:
-        return await sync_websocket(StoreEndpoint(a), server.url, batch_size=batch_size)
+async def converge(east: DataManager, west: DataManager) -> list[SyncReport]:
+    reports = []
+    async with west.sync_server() as server:
+        while True:
+            report = await east.sync(server.url)
+            reports.append(report)
+            if not (report.sent or report.received):
+                return reports
 
 
-def copy_log(source: LmdbEventStore, target: LmdbEventStore) -> int:
-    batch: list[NewEvent] = []
-    copied = 0
-    for event in source.read_all():
-        batch.append(NewEvent(event.stream, event.type, event.data, event.metadata))
-        if len(batch) == CHUNK:
-            target.append(batch)
-            copied += len(batch)
-            batch = []
-    if batch:
-        target.append(batch)
-        copied += len(batch)
-    return copied
+async def run(records: int, root: Path) -> None:
+    east = await open_replica(root / "east", "east")
+    west = await open_replica(root / "west", "west")
+    try:
+        await make_ids(east, records)
+        started = time.perf_counter()
+        initial = await converge(east, west)
+        initial_s = time.perf_counter() - started
+
+        fifth, tenth = records // 5, records // 10
+        edits = await edit(east, range(fifth), "a")
+        edits += await edit(west, range(tenth, tenth + fifth), "b")
+
+        started = time.perf_counter()
+        rounds = await converge(east, west)
+        converge_s = time.perf_counter() - started
+        assert high_water_marks(east.store) == high_water_marks(west.store)
+        assert await east.conflicts("users") == await west.conflicts("users") == []
+        probe = f"u{tenth}"
+        assert await east.read("users", probe) == await west.read("users", probe)
+
+        started = time.perf_counter()
+        exported = export_ndjson(east.store, root / "export.ndjson")
+        with LmdbEventStore.open(root / "copy") as copy:
+            imported = import_ndjson(copy, root / "export.ndjson", batch_size=CHUNK)
+        copy_s = time.perf_counter() - started
+    finally:
+        await east.close()
+        await west.close()
+
+    first = sum(r.sent + r.received for r in initial)
+    moved = sum(r.sent + r.received for r in rounds)
+    wire = sum(r.bytes_sent + r.bytes_received for r in rounds)
+    found = sum(r.conflicts_found for r in rounds)
+    resolved = sum(r.conflicts_resolved for r in rounds)
+    print(
+        f"records per replica: {records:,}; edits: {edits:,} "
+        f"({tenth:,} records edited on both replicas)"
+    )
+    print(
+        f"initial sync: {first:,} events in {initial_s:.2f} s "
+        f"({first / initial_s / 1e3:.1f}k events/s)"
+    )
+    print(
+        f"converge after edits: {len(rounds)} rounds, {moved:,} events in "
+        f"{converge_s:.2f} s ({moved / converge_s / 1e3:.1f}k events/s, "
+        f"{wire / max(moved, 1):.0f} bytes/event on the wire); conflicts found "
+        f"{found:,}, resolved {resolved:,}"
+    )
+    print(
+        f"baseline export+import: {exported:,} events out, {imported.appended:,} "
+        f"in, {copy_s:.2f} s ({exported / copy_s / 1e3:.1f}k events/s)"
+    )
+    print(
+        f"converge time / export+import time: {converge_s / copy_s:.2f}x; "
+        f"events moved / events copied: {moved / exported:.2f}x"
+    )
+    print(
+        "initial sync rate / export+import rate: "
+        f"{(first / initial_s) / (exported / copy_s):.2f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 records")
     parser.add_argument("--records", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
     records = args.records or (10_000 if args.quick else 100_000)
-
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        a = LmdbEventStore.open(root / "a")
-        b = LmdbEventStore.open(root / "b")
-        copy = LmdbEventStore.open(root / "copy")
-        try:
-            create(a, records)
-            started = time.perf_counter()
-            initial = asyncio.run(sync(a, b, args.batch_size))
-            initial_s = time.perf_counter() - started
-
-            fifth, tenth = records // 5, records // 10
-            edits = edit(a, range(fifth), "a")
-            edits += edit(b, range(tenth, tenth + fifth), "b")
-
-            started = time.perf_counter()
-            report = asyncio.run(sync(a, b, args.batch_size))
-            converge_s = time.perf_counter() - started
-            assert high_water_marks(a) == high_water_marks(b)
-
-            started = time.perf_counter()
-            copied = copy_log(a, copy)
-            copy_s = time.perf_counter() - started
-        finally:
-            for store in (a, b, copy):
-                store.close()
-
-    moved = report.sent + report.received
-    wire = report.bytes_sent + report.bytes_received
-    print(
-        f"records per replica: {records:,}; edits: {edits:,} "
-        f"({tenth:,} records edited on both replicas)"
-    )
-    print(
-        f"initial sync: {initial.sent:,} events in {initial_s:.2f} s "
-        f"({initial.sent / initial_s / 1e3:.1f}k events/s, "
-        f"{initial.bytes_sent / max(initial.sent, 1):.0f} bytes/event)"
-    )
-    print(
-        f"converge after edits: {moved:,} events in {converge_s:.2f} s "
-        f"({moved / converge_s / 1e3:.1f}k events/s, "
-        f"{wire / max(moved, 1):.0f} bytes/event on the wire)"
-    )
-    print(
-        f"baseline full copy: {copied:,} events in {copy_s:.2f} s "
-        f"({copied / copy_s / 1e3:.1f}k events/s)"
-    )
-    print(
-        f"converge time / full copy time: {converge_s / copy_s:.2f}x; "
-        f"events moved / events copied: {moved / copied:.2f}x"
-    )
-    print(
-        f"initial sync rate / full copy rate: "
-        f"{(initial.sent / initial_s) / (copied / copy_s):.2f}x"
-    )
+        asyncio.run(run(records, Path(tmp)))
 
 
 if __name__ == "__main__":

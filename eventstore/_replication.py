@@ -27,7 +27,14 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 import msgspec
@@ -54,6 +61,7 @@ from eventstore._record_clocks import (
     SIBLINGS_TABLE,
     VERSIONS_TABLE,
     RecordVersion,
+    conflict_key,
     fold_record_event,
     read_siblings,
     record_clock,
@@ -88,6 +96,7 @@ __all__ = [
     "conflicted_records",
     "events_since",
     "high_water_marks",
+    "in_conflict",
     "latest_hlc",
     "record_siblings",
     "replica_id",
@@ -835,3 +844,20 @@ def set_replica_id(store: EventStore, new_id: str) -> str:
         if index is not None:
             index.replica_id = new_id
     return new_id
+
+
+def in_conflict(
+    store: EventStore, records: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Those of ``records`` (collection, id) that have concurrent versions.
+
+    One read snapshot for all of them: cheap enough to run after every
+    applied batch.
+    """
+    replication_index(store)
+    with store.read_views() as reader:
+        return [
+            record
+            for record in records
+            if reader.get(CONFLICTS_TABLE, conflict_key(*record)) is not None
+        ]
