@@ -55,6 +55,7 @@ from eventstore import (
     merge_patch,
     record_siblings,
     record_stream,
+    replicating,
     view_table,
 )
 from eventstore import ConcurrencyError as StoreConcurrencyError
@@ -596,6 +597,8 @@ class CollectionActor(SupervisedActor):
         get. The record is the data of the latest (hlc, origin, counter) of
         its siblings; their conflict stays listed until resolved.
         """
+        if not replicating(self.store):
+            return folded
         siblings = record_siblings(self.store, self.config.name, record_id)
         if not siblings:
             return folded

@@ -41,6 +41,7 @@ from eventstore import (
     latest_hlc,
     parse_record_stream,
     replica_id,
+    replicating,
     replication_index,
     set_replica_id,
 )
@@ -69,13 +70,26 @@ class ReplicaSupport:
         self.replica_id = ""
 
     def start(self, store: EventStore) -> None:
-        """Fix the replica id, attach the index and start the clock (blocking)."""
+        """Fix the replica id and start the clock (blocking).
+
+        The replication index costs every append some work, so a store that
+        never replicated gets it on first use (the first sync asks for its
+        marks, off the event loop); it then numbers what was written before.
+        """
         if self.requested_id is not None:
             set_replica_id(store, self.requested_id)
         self.replica_id = replica_id(store)
-        replication_index(store)
-        self._clock = HybridLogicalClock(self.replica_id, initial=latest_hlc(store))
+        initial = None
+        if replicating(store):
+            initial = latest_hlc(store)
+        elif head := store.head_position():
+            initial = next(iter(store.read_all(from_position=head))).metadata.hlc
+        self._clock = HybridLogicalClock(self.replica_id, initial=initial)
         self._leases = LeaseManager(store, owner=self.replica_id)
+
+    def attach(self) -> None:
+        """Attach the replication index (blocking; cheap once attached)."""
+        replication_index(self.manager.store)
 
     async def stop(self) -> None:
         """Stop every live replication."""
@@ -105,6 +119,7 @@ class ReplicaSupport:
 
     async def conflicts(self, collection: str) -> list[Conflict]:
         """The records of ``collection`` whose concurrent versions differ."""
+        await asyncio.to_thread(self.attach)
         return await asyncio.to_thread(find_conflicts, self.manager.store, collection)
 
     async def resolve(
@@ -112,6 +127,7 @@ class ReplicaSupport:
     ) -> list[Resolution]:
         """Resolve ``conflicts`` by ``strategy``; write the resolutions."""
         chosen = tuple(conflicts)
+        await asyncio.to_thread(self.attach)
         resolutions = await asyncio.to_thread(
             resolve_conflicts, self.manager.store, chosen, strategy
         )
@@ -183,6 +199,7 @@ class ReplicaSupport:
         timeout_s: float = 30.0,
     ) -> SyncReport:
         """One sync session with ``peer``; see ``DataManager.sync``."""
+        await asyncio.to_thread(self.attach)
         local = self.endpoint(collections)
         target = self.peer_endpoint(peer)
         if isinstance(target, str):

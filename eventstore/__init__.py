@@ -66,6 +66,7 @@ from eventstore._replication import (
     latest_hlc,
     record_siblings,
     replica_id,
+    replicating,
     replication_index,
     set_replica_id,
 )
@@ -204,6 +205,7 @@ __all__ = [
     "record_stream",
     "register_event",
     "replica_id",
+    "replicating",
     "replication_index",
     "set_replica_id",
     "system_time_ms",

@@ -211,7 +211,8 @@ def fold_record_event(
             _version_encoder.encode(_Clock(counter, context)),
         )
     dot = Dot(origin, counter)
-    if _get_version(txn, key, dot) is not None:
+    # A local write without a vector has a fresh dot; others may repeat one.
+    if not (local and vector is None) and _get_version(txn, key, dot) is not None:
         return counter
 
     value, changed = _value_of(txn, key, type_, data, context)
@@ -226,11 +227,10 @@ def fold_record_event(
         kept.append(version)
     kept.sort(key=lambda v: v.dot)
     txn.put(SIBLINGS_TABLE, key, _version_encoder.encode(tuple(v.dot for v in kept)))
-    marker = conflict_key(collection, record_id)
     if len(kept) > 1:
-        txn.put(CONFLICTS_TABLE, marker, key)
-    else:
-        txn.delete(CONFLICTS_TABLE, marker)
+        txn.put(CONFLICTS_TABLE, conflict_key(collection, record_id), key)
+    elif len(siblings) > 1:
+        txn.delete(CONFLICTS_TABLE, conflict_key(collection, record_id))
     return counter
 
 

@@ -100,6 +100,7 @@ __all__ = [
     "latest_hlc",
     "record_siblings",
     "replica_id",
+    "replicating",
     "replication_index",
     "set_replica_id",
 ]
@@ -861,3 +862,17 @@ def in_conflict(
             for record in records
             if reader.get(CONFLICTS_TABLE, conflict_key(*record)) is not None
         ]
+
+
+def replicating(store: EventStore) -> bool:
+    """Whether the store numbers its events for replication.
+
+    True once :func:`replication_index` was called on it in this process, or
+    if it ever was (its index tables exist): a store that replicated before
+    keeps its index current from the start.
+    """
+    with _indexes_lock:
+        if store in _indexes:
+            return True
+    with store.read_views() as reader:
+        return reader.get(STATE_TABLE, _CHECKPOINT) is not None
