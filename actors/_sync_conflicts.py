@@ -28,7 +28,6 @@ from eventstore import (
     conflicted_records,
     in_conflict,
     parse_record_stream,
-    record_siblings,
     record_stream,
 )
 
@@ -76,8 +75,7 @@ def conflicts_of(
 ) -> list[Conflict]:
     """The conflicts among ``records`` (collection, id)."""
     conflicts = []
-    for collection, record_id in in_conflict(store, records):
-        versions = record_siblings(store, collection, record_id)
+    for collection, record_id, versions in in_conflict(store, records):
         if len({msgspec.msgpack.encode(v.data, order="sorted") for v in versions}) > 1:
             conflicts.append(
                 Conflict(collection, record_id, tuple(to_version(v) for v in versions))

@@ -849,19 +849,20 @@ def set_replica_id(store: EventStore, new_id: str) -> str:
 
 def in_conflict(
     store: EventStore, records: Iterable[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """Those of ``records`` (collection, id) that have concurrent versions.
+) -> list[tuple[str, str, tuple[RecordVersion, ...]]]:
+    """Those of ``records`` (collection, id) with concurrent versions, with them.
 
     One read snapshot for all of them: cheap enough to run after every
     applied batch.
     """
     replication_index(store)
+    found = []
     with store.read_views() as reader:
-        return [
-            record
-            for record in records
-            if reader.get(CONFLICTS_TABLE, conflict_key(*record)) is not None
-        ]
+        for collection, record_id in records:
+            if reader.get(CONFLICTS_TABLE, conflict_key(collection, record_id)):
+                stream = record_stream(collection, record_id)
+                found.append((collection, record_id, read_siblings(reader, stream)))
+    return found
 
 
 def replicating(store: EventStore) -> bool:
