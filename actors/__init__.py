@@ -102,6 +102,7 @@ from actors._sync import (
     serve_sessions,
     sync_in_process,
 )
+from actors._sync_conflicts import Conflict
 from actors._sync_live import Replicator
 from actors._tracing_setup import (
     configure_tracing,
@@ -171,6 +172,7 @@ __all__ = [
     "Command",
     "CommandTimeoutError",
     "ConcurrencyError",
+    "Conflict",
     "ConflictStrategy",
     "CustomStrategy",
     "DashboardError",
