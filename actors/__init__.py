@@ -69,6 +69,10 @@ from actors._optimizer import (
 from actors._pool import (
     ResourcePool,
 )
+from actors._projections import (
+    Projections,
+    SupervisedProjectionActor,
+)
 from actors._reader import (
     ActorReader,
     RecordReader,
@@ -110,6 +114,9 @@ from actors._tracing_setup import (
 )
 from actors._transaction import (
     Transaction,
+)
+from actors._views import (
+    RecordsViewReader,
 )
 from actors._workflows import (
     BreakerPolicy,
@@ -196,8 +203,10 @@ __all__ = [
     "OperationNotSupportedError",
     "PerformanceOptimizer",
     "PoolExhaustedError",
+    "Projections",
     "Record",
     "RecordReader",
+    "RecordsViewReader",
     "Replicator",
     "Reply",
     "Resolution",
@@ -212,6 +221,7 @@ __all__ = [
     "StoreEndpoint",
     "Strategy",
     "SupervisedActor",
+    "SupervisedProjectionActor",
     "Supervisor",
     "SupervisorGaveUpError",
     "SyncConnectionError",

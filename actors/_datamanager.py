@@ -13,7 +13,14 @@ import contextlib
 import logging
 import os
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Sequence,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -33,9 +40,11 @@ from actors._deadlines import Deadlines
 from actors._dm_sync import ReplicaSupport
 from actors._errors import ActorError, CommandTimeoutError, UnknownDataSourceError
 from actors._locks import Lease
-from actors._reader import ActorReader, RecordReader
+from actors._projections import ASYNC_PROJECTIONS, Projections
+from actors._reader import RecordReader
 from actors._records import Record
 from actors._replies import LoopReply
+from actors._subscriptions import EventHandler, Subscriptions, events
 from actors._supervisor import (
     ChildHandle,
     FailureHook,
@@ -48,7 +57,15 @@ from actors._sync import SyncReport
 from actors._sync_conflicts import Conflict
 from actors._sync_live import Replicator
 from actors._transaction import Transaction
-from eventstore import Durability, EventStore, LmdbEventStore, MemoryEventStore
+from actors._views import RecordsViewReader
+from eventstore import (
+    Durability,
+    EventStore,
+    LmdbEventStore,
+    MemoryEventStore,
+    StoredEvent,
+)
+from projections import Subscriber
 
 if TYPE_CHECKING:
     from actors._sync_ws import SyncServer
@@ -121,6 +138,7 @@ class DataManager:
         scheduler: Scheduler | None = None,
         snapshot_every: int = 10_000,
         replica_id: str | None = None,
+        async_projections: Sequence[str] = ASYNC_PROJECTIONS,
     ) -> None:
         if (path is None) == (store is None):
             raise ActorError("DataManager needs exactly one of path= and store=")
@@ -145,7 +163,13 @@ class DataManager:
             "collections", policy=restart_policy, scheduler=scheduler
         )
         self.system.add_child(self.collections)
-        self.reader: RecordReader = ActorReader(self)
+        self.projections = Projections(
+            self, names=async_projections, policy=restart_policy, scheduler=scheduler
+        )
+        self.system.add_child(self.projections.supervisor)
+        self._views = RecordsViewReader(self)
+        self.reader: RecordReader = self._views
+        self._subscriptions = Subscriptions()
 
     # -- life cycle -------------------------------------------------------
 
@@ -186,6 +210,7 @@ class DataManager:
                 options["map_size_bytes"] = self._map_size_bytes
             self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
         await asyncio.to_thread(self.replica.start, self._store)
+        await asyncio.to_thread(self._views.attach, self._store)
         self.system.start()
         logger.info("DataManager started")
         return self
@@ -198,12 +223,14 @@ class DataManager:
         await self.replica.stop()
         for deadlines in list(self._deadlines.values()):
             deadlines.cancel()
+        await self._subscriptions.close()
         await asyncio.to_thread(self._stop_tree)
         logger.info("DataManager closed")
 
     def _stop_tree(self) -> None:
         self.system.stop()
         self.system.fail(ActorError("the DataManager is closed"), stopped=True)
+        self._views.detach()
         if self._owns_store and self._store is not None:
             self._store.close()
 
@@ -246,8 +273,8 @@ class DataManager:
                 ``"siblings"`` (kept for :meth:`conflicts`), or a callable.
 
         Raises:
-            ActorError: If the name is taken or malformed, or the kind is
-                not supported (yet).
+            ActorError: If the name is taken or malformed, an index field
+                is malformed, or the kind is not supported (yet).
 
         """
         kind = "collection" if source is None else source
@@ -288,6 +315,7 @@ class DataManager:
             )
 
         worker = Worker(name, factory)
+        self._views.declare_indexes(name, data_source.indexes)
         self.collections.add_child(worker)
         self._sources[name] = data_source
         self._handles[name] = worker.handle
@@ -680,6 +708,70 @@ class DataManager:
         """
         self._handle(name)
         return self.replica.lock(name, id, ttl_s=ttl_s, timeout_s=timeout_s)
+
+    # -- subscriptions ----------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: EventHandler,
+        *,
+        types: Collection[str] | None = None,
+        from_position: int | None = None,
+        max_attempts: int = 3,
+    ) -> Subscriber:
+        """Call ``handler`` with every committed event whose stream matches.
+
+        Args:
+            pattern: A stream prefix (``"records/users/"``) or a glob
+                (``"workflows/*"``).
+            handler: A function, called on the subscriber's thread, or an
+                ``async def``, run on this event loop; one event at a time,
+                in position order.
+            types: Only events of these types, if given.
+            from_position: The first position wanted; new events if omitted.
+            max_attempts: Calls per event before a failure is logged and
+                the event skipped.
+
+        Returns:
+            The running subscriber (``position`` is the last event handled);
+            stop it with :meth:`unsubscribe`, or it stops with the
+            DataManager.
+
+        """
+        return self._subscriptions.subscribe(
+            self.store,
+            pattern,
+            handler,
+            types=types,
+            from_position=from_position,
+            max_attempts=max_attempts,
+        )
+
+    async def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Stop a subscriber from :meth:`subscribe`."""
+        await self._subscriptions.unsubscribe(subscriber)
+
+    def subscribe_events(
+        self,
+        pattern: str,
+        *,
+        types: Collection[str] | None = None,
+        from_position: int | None = None,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[StoredEvent]:
+        """Committed events whose stream matches ``pattern``, for ``async for``.
+
+        Iteration waits without blocking the loop, and ends after
+        ``timeout_s`` with nothing new (``None``: never; break out instead).
+        """
+        return events(
+            self.store,
+            pattern,
+            types=types,
+            from_position=from_position,
+            timeout_s=timeout_s,
+        )
 
     # -- data -------------------------------------------------------------
 

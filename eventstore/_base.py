@@ -12,17 +12,18 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from eventstore._codec import (
     EventRegistry,
-    decode_envelope,
     decode_record,
+    decode_records,
     default_registry,
-    open_envelope,
 )
+from eventstore._completion import LoopWaiter, Waiter
 from eventstore._core import (
     AppendJob,
     InlineProjector,
@@ -98,13 +99,16 @@ class BaseStore(abc.ABC):
 
         See :meth:`append` for the arguments and errors.
         """
-        job = AppendJob(
-            _checked_events(events),
-            _checked_expected(expected_versions),
-            _checked_command_id(command_id),
+        future: Future[AppendResult] = Future()
+        self._submit(
+            AppendJob(
+                _checked_events(events),
+                _checked_expected(expected_versions),
+                _checked_command_id(command_id),
+                future,
+            )
         )
-        self._submit(job)
-        return job.future
+        return future
 
     def append(
         self,
@@ -139,9 +143,16 @@ class BaseStore(abc.ABC):
             StoreClosedError: If the store is closed.
 
         """
-        return self.append_future(
-            events, expected_versions=expected_versions, command_id=command_id
-        ).result()
+        waiter: Waiter[AppendResult] = Waiter()
+        self._submit(
+            AppendJob(
+                _checked_events(events),
+                _checked_expected(expected_versions),
+                _checked_command_id(command_id),
+                waiter,
+            )
+        )
+        return waiter.result()
 
     async def append_async(
         self,
@@ -150,11 +161,21 @@ class BaseStore(abc.ABC):
         expected_versions: Mapping[str, Expected] | None = None,
         command_id: str | None = None,
     ) -> AppendResult:
-        """:meth:`append` for coroutines: awaits the commit without blocking."""
-        future = self.append_future(
-            events, expected_versions=expected_versions, command_id=command_id
+        """:meth:`append` for coroutines: awaits the commit without blocking.
+
+        The commit is delivered to the event loop once per commit, not once
+        per append, so many concurrent coroutines cost one wake-up.
+        """
+        waiter: LoopWaiter[AppendResult] = LoopWaiter(asyncio.get_running_loop())
+        self._submit(
+            AppendJob(
+                _checked_events(events),
+                _checked_expected(expected_versions),
+                _checked_command_id(command_id),
+                waiter,
+            )
         )
-        return await asyncio.wrap_future(future)
+        return await waiter.future
 
     def write_views(self, fn: Callable[[ViewTxn], T]) -> T:
         """Run ``fn`` in a write transaction and return what it returns.
@@ -200,7 +221,11 @@ class BaseStore(abc.ABC):
         return None if raw is None else decode_result(raw)
 
     def streams(self, *, prefix: str = "") -> Iterator[StreamInfo]:
-        """Every stream whose name starts with ``prefix``, in name order."""
+        """Every stream whose name starts with ``prefix``.
+
+        Streams come in name order, except that names over 400 bytes sort
+        by their first 380 bytes only.
+        """
         # Long names keep only their first bytes in the key: scan by those,
         # then filter on the full name kept in the value.
         kept = prefix.encode()[:KEPT_PREFIX]
@@ -281,18 +306,23 @@ class BaseStore(abc.ABC):
         registry = self.registry
         while to_position is None or position <= to_position:
             stop = None if to_position is None else pack_position(to_position + 1)
+            if wanted is None:
+                # Decoded inside the snapshot: no list of raw records.
+                with self._reading() as tables:
+                    items = _take(
+                        tables.scan(EVENTS, pack_position(position), stop), _CHUNK
+                    )
+                    events = decode_records(items, registry)
+                yield from events
+                if len(events) < _CHUNK:
+                    return
+                position = events[-1].position + 1
+                continue
             with self._reading() as tables:
                 chunk = list(
                     _take(tables.scan(EVENTS, pack_position(position), stop), _CHUNK)
                 )
-            for key, record in chunk:
-                at = unpack_position(key)
-                if wanted is None:
-                    yield decode_record(record, at, registry)
-                    continue
-                envelope = decode_envelope(record, at)
-                if envelope.type in wanted:
-                    yield open_envelope(envelope, at, registry)
+            yield from decode_records(chunk, registry, wanted)
             if len(chunk) < _CHUNK:
                 return
             position = unpack_position(chunk[-1][0]) + 1
@@ -336,6 +366,23 @@ class BaseStore(abc.ABC):
 
 def _checked_events(events: Sequence[NewEvent]) -> tuple[NewEvent, ...]:
     checked = tuple(events)
+    if len(checked) == 1:
+        event = checked[0]
+        if (
+            event.__class__ is NewEvent
+            and event.stream
+            and event.stream.__class__ is str
+            and event.type
+            and event.type.__class__ is str
+        ):
+            return checked
+    # Check each distinct name once; look for the culprit only on failure.
+    elif all(event.__class__ is NewEvent for event in checked) and all(
+        name and name.__class__ is str
+        for name in {event.stream for event in checked}
+        | {event.type for event in checked}
+    ):
+        return checked
     for index, event in enumerate(checked):
         if event.__class__ is not NewEvent and not isinstance(event, NewEvent):
             raise TypeError(
@@ -385,7 +432,4 @@ def _checked_command_id(command_id: str | None) -> str | None:
 
 
 def _take(items: Iterator[Any], count: int) -> Iterator[Any]:
-    for index, item in enumerate(items):
-        if index >= count:
-            return
-        yield item
+    return itertools.islice(items, count)

@@ -15,13 +15,8 @@ append is durable (in ``durable`` mode).
 
 Resizing the map requires that no transaction of this process is open,
 so readers hold a shared gate that the writer takes exclusively to resize
-(to grow the map, or to adopt a size another process set).
-
-LMDB frees a table handle opened in a transaction that is aborted, and a
-freed handle may later name another table. So read transactions are ended
-with a commit (the same as an abort for a reader, except that new handles
-are kept), and handles are opened under one lock: LMDB allows no two
-concurrent opens.
+(to grow the map, or to adopt a size another process set). Table handles
+and the gate live in ``_lmdb_tables``.
 
 LMDB holds its write lock only during a transaction, so it cannot tell
 whether another process has the store open for writing. Each writable
@@ -59,6 +54,7 @@ from eventstore._errors import (
     StoreNotFoundError,
     WriterBusyError,
 )
+from eventstore._lmdb_tables import Gate, Handles, LmdbTables
 from eventstore._tables import CORE_TABLES, META
 
 __all__ = ["Durability", "LmdbEventStore", "StoreInUseError"]
@@ -66,7 +62,8 @@ __all__ = ["Durability", "LmdbEventStore", "StoreInUseError"]
 logger = logging.getLogger(__name__)
 
 Durability = Literal["durable", "fast"]
-FORMAT = b"actorlog-1"
+# 2: a record is one MessagePack array ending in its CRC-32 (was: CRC first).
+FORMAT = b"actorlog-2"
 _DEFAULT_MAP_SIZE = 256 * 1024 * 1024
 LOCK_FILE = "actorlog.lock"
 _MAX_BATCH_EVENTS = 20_000
@@ -76,12 +73,17 @@ _open_paths: dict[str, LmdbEventStore] = {}
 _open_paths_lock = threading.Lock()
 
 
+# Bumped in every child of fork(): comparing it is cheaper than getpid().
+_forks = [0]
+
+
 def _forget_parent_stores() -> None:
     # A child of fork() owns none of its parent's environments: it may open
     # any path afresh, and the lock may have been held by a parent thread.
     global _open_paths_lock  # noqa: PLW0603 - reset in the child only
     _open_paths_lock = threading.Lock()
     _open_paths.clear()
+    _forks[0] += 1
 
 
 os.register_at_fork(after_in_child=_forget_parent_stores)
@@ -91,201 +93,21 @@ class StoreInUseError(EventStoreError):
     """Raised when a path is opened twice in one process."""
 
 
-class _Gate:
-    """Many readers at once, or the writer alone (to resize the map)."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._readers = 0
-        self._exclusive = False
-
-    def acquire_shared(self) -> None:
-        with self._condition:
-            if self._exclusive:
-                self._condition.wait_for(lambda: not self._exclusive)
-            self._readers += 1
-
-    def release_shared(self) -> None:
-        with self._condition:
-            self._readers -= 1
-            if not self._readers and self._exclusive:
-                self._condition.notify_all()
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        self.acquire_shared()
-        try:
-            yield
-        finally:
-            self.release_shared()
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._condition:
-            self._condition.wait_for(lambda: not self._exclusive)
-            self._exclusive = True
-            self._condition.wait_for(lambda: not self._readers)
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._exclusive = False
-                self._condition.notify_all()
-
-
-class _Handles:
-    """The table handles of one environment, shared by its transactions.
-
-    LMDB lets one transaction at a time open handles, frees a handle opened
-    in a transaction that aborts (a freed handle may later name another
-    table), and refuses a handle in a transaction begun before it was
-    opened. So the writer holds :attr:`lock` for its whole transaction and
-    publishes the handles it opened after the commit; a reader opens a
-    missing handle outside any transaction, under the same lock. Each handle
-    carries the epoch it was published in, so that a reader whose
-    transaction is older reads that table in a fresh transaction instead.
-    """
-
-    def __init__(self, env: lmdb.Environment) -> None:
-        self.env = env
-        self.lock = threading.Lock()
-        self.epoch = 0
-        self._dbs: dict[str, tuple[Any, int]] = {}
-
-    def get(self, table: str) -> tuple[Any, int] | None:
-        return self._dbs.get(table)
-
-    def open_existing(self, table: str) -> tuple[Any, int] | None:
-        """Open ``table`` if it exists; call without a transaction open."""
-        with self.lock:
-            found = self._dbs.get(table)
-            if found is not None:
-                return found
-            try:
-                db = self.env.open_db(table.encode(), create=False)
-            except (lmdb.NotFoundError, lmdb.IncompatibleError):
-                return None
-            self.epoch += 1
-            found = self._dbs[table] = (db, self.epoch)
-            return found
-
-    def publish(self, opened: dict[str, Any]) -> None:
-        """Share handles a committed write transaction opened (lock held)."""
-        if opened:
-            self.epoch += 1
-            for table, db in opened.items():
-                self._dbs.setdefault(table, (db, self.epoch))
-
-
-class _LmdbTables:
-    """The tables of one LMDB transaction."""
-
-    __slots__ = ("_env", "_epoch", "_handles", "_txn", "_write", "opened")
-
-    def __init__(
-        self,
-        handles: _Handles,
-        txn: lmdb.Transaction,
-        epoch: int,
-        *,
-        write: bool,
-    ) -> None:
-        self._handles = handles
-        self._env = handles.env
-        self._txn = txn
-        self._epoch = epoch
-        self._write = write
-        self.opened: dict[str, Any] = {}
-
-    def _db(self, table: str) -> Any:
-        """The handle of ``table`` for this transaction (None: no table)."""
-        found = self._handles.get(table)
-        if found is not None:
-            return found[0]
-        if self._write:
-            db = self.opened.get(table)
-            if db is None:
-                db = self._env.open_db(table.encode(), txn=self._txn, create=True)
-                self.opened[table] = db
-            return db
-        found = self._handles.open_existing(table)
-        return None if found is None else found[0]
-
-    def _young(self, table: str) -> bool:
-        """True if this reader began before the handle of ``table`` opened."""
-        found = self._handles.get(table)
-        return not self._write and found is not None and found[1] > self._epoch
-
-    def get(self, table: str, key: bytes) -> bytes | None:
-        db = self._db(table)
-        if db is None:
-            return None
-        if self._young(table):
-            with self._env.begin() as txn:
-                return txn.get(key, db=db)
-        # Buffers are off, so LMDB hands out bytes.
-        return self._txn.get(key, db=db)  # type: ignore[return-value]
-
-    def put(self, table: str, key: bytes, value: bytes) -> None:
-        self._txn.put(key, value, db=self._db(table))
-
-    def append_put(self, table: str, key: bytes, value: bytes) -> None:
-        self.append_many(table, [(key, value)])
-
-    def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
-        cursor = self._txn.cursor(db=self._db(table))
-        _, added = cursor.putmulti(items, append=True)
-        if added != len(items):
-            raise EventStoreError(
-                f"table {table!r}: {len(items) - added} keys were not greater "
-                "than the last key"
-            )
-
-    def put_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
-        self._txn.cursor(db=self._db(table)).putmulti(items)
-
-    def delete(self, table: str, key: bytes) -> bool:
-        return bool(self._txn.delete(key, db=self._db(table)))
-
-    def drop(self, table: str) -> None:
-        self._txn.drop(self._db(table), delete=False)
-
-    def last_key(self, table: str) -> bytes | None:
-        db = self._db(table)
-        if db is None:
-            return None
-        cursor = self._txn.cursor(db=db)
-        return bytes(cursor.key()) if cursor.last() else None
-
-    def scan(
-        self, table: str, start: bytes = b"", stop: bytes | None = None
-    ) -> Iterator[tuple[bytes, bytes]]:
-        db = self._db(table)
-        if db is None:
-            return
-        if self._young(table):
-            with self._env.begin() as txn:
-                yield from list(_scan(txn, db, start, stop))
-            return
-        yield from _scan(self._txn, db, start, stop)
-
-
-def _scan(
-    txn: lmdb.Transaction, db: Any, start: bytes, stop: bytes | None
-) -> Iterator[tuple[bytes, bytes]]:
-    cursor = txn.cursor(db=db)
-    if not cursor.set_range(start):
-        return
-    for key, value in cursor.iternext():
-        if stop is not None and key >= stop:  # type: ignore[operator]
-            return
-        yield key, value  # type: ignore[misc]
-
-
 class LmdbEventStore(BaseStore):
     """The event log in an LMDB environment on local disk.
 
-    Open it with :meth:`open`; one instance per path per process.
+    Open it with :meth:`open`; one instance per path per process. It is
+    thread-safe: one writer thread of its own group-commits every append.
+
+    Attributes:
+        path: The store's directory, resolved.
+        readonly: True when opened for reading only.
+        durability: ``"durable"`` or ``"fast"``.
+        registry: The event types used to encode and decode data.
+        notifier: Wakes subscriptions after each commit of this process.
+        commits: Write transactions committed by this instance.
+        map_resizes: Times this instance grew the map.
+
     """
 
     def __init__(
@@ -302,9 +124,10 @@ class LmdbEventStore(BaseStore):
         self.readonly = readonly
         self.durability: Durability = durability
         self._env = env
-        self._handles = _Handles(env)
+        self._handles = Handles(env)
         self._pid = os.getpid()
-        self._gate = _Gate()
+        self._fork = _forks[0]
+        self._gate = Gate()
         self._submit_lock = threading.Lock()
         self._closed = False
         self._closing = False
@@ -433,7 +256,7 @@ class LmdbEventStore(BaseStore):
     # -- the backend ------------------------------------------------------
 
     def _check_usable(self) -> None:
-        if os.getpid() != self._pid:
+        if _forks[0] != self._fork:
             raise ForkedProcessError(
                 f"the store at {self.path} was opened in process {self._pid} "
                 f"before fork(); open it again in process {os.getpid()}"
@@ -453,13 +276,13 @@ class LmdbEventStore(BaseStore):
             self._queue.put(job)
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[_LmdbTables]:
+    def _reading(self) -> Iterator[LmdbTables]:
         self._check_usable()
         with self._gate.shared():
             epoch = self._handles.epoch
             txn = self._begin_read()
             try:
-                yield _LmdbTables(self._handles, txn, epoch, write=False)
+                yield LmdbTables(self._handles, txn, epoch, write=False)
             finally:
                 txn.abort()
 
@@ -473,9 +296,23 @@ class LmdbEventStore(BaseStore):
             # someone checks: check, then try once more.
             cleared = self._env.reader_check()
             logger.info("cleared %d stale reader slots in %s", cleared, self.path)
-            return self._env.begin()
+            try:
+                return self._env.begin()
+            except lmdb.ReadersFullError:
+                slots = self._env.info()["max_readers"]
+                raise EventStoreError(
+                    f"every one of the {slots} reader slots of {self.path} is "
+                    "taken by a live reader; open the store with a larger "
+                    "max_readers (the first process to open it sets it)"
+                ) from None
         # Another process grew the map. Adopting its size needs every
         # transaction of this process closed: step out of the shared gate.
+        if self._gate.depth() > 1:
+            raise EventStoreError(
+                f"another process grew the map of {self.path} while this "
+                "thread holds a read snapshot (read_views); read again after "
+                "it ends"
+            )
         self._gate.release_shared()
         try:
             self._adopt_map_size()
@@ -549,7 +386,7 @@ class LmdbEventStore(BaseStore):
         """
         if self._closed:
             return
-        forked = os.getpid() != self._pid
+        forked = _forks[0] != self._fork
         if self._writer is not None and not forked:
             with self._submit_lock:
                 self._closing = True
@@ -630,9 +467,7 @@ class LmdbEventStore(BaseStore):
         while True:
             with self._handles.lock:
                 txn = self._begin_write()
-                tables = _LmdbTables(
-                    self._handles, txn, self._handles.epoch, write=True
-                )
+                tables = LmdbTables(self._handles, txn, self._handles.epoch, write=True)
                 try:
                     outcomes = run_jobs(tables, batch, self.registry, self._projectors)
                     txn.commit()

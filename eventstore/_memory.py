@@ -53,6 +53,10 @@ class _MemoryTables:
     def append_put(self, table: str, key: bytes, value: bytes) -> None:
         self.put(table, key, value)
 
+    def get_many(self, table: str, keys: list[bytes]) -> list[bytes | None]:
+        data = self._data.get(table, {})
+        return [data.get(key) for key in keys]
+
     def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
         for key, value in items:
             self.put(table, key, value)
@@ -84,8 +88,10 @@ class _MemoryTables:
         data = self._data.get(table, {})
         index = bisect.bisect_left(keys, start)
         end = len(keys) if stop is None else bisect.bisect_left(keys, stop)
-        # A snapshot: the caller may iterate after the lock is released.
-        return iter([(key, data[key]) for key in keys[index:end]])
+        # The keys are a snapshot (a scan may delete as it goes); values are
+        # looked up lazily, so that a read of a few keys from a long table
+        # does not copy all of it.
+        return ((key, data[key]) for key in keys[index:end] if key in data)
 
 
 class MemoryEventStore(BaseStore):

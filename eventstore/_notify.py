@@ -9,6 +9,7 @@ wake-up, so a waiter also re-reads the head after at most ``poll_s``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 __all__ = ["CommitNotifier"]
@@ -31,7 +32,8 @@ class CommitNotifier:
             self._condition.notify_all()
             waiters, self._async_waiters = self._async_waiters, []
         for loop, future in waiters:
-            if not loop.is_closed():
+            # The loop may close at any moment: the writer must not fail.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future)
 
     @property

@@ -55,12 +55,14 @@ class Subscription:
         head = self._store.head_position()
         while self.position < head and not self._buffer:
             stop = min(head, self.position + self._batch_size)
-            batch = list(
-                self._store.read_all(from_position=self.position + 1, to_position=stop)
+            # Events of other types are skipped before their data decodes.
+            self._buffer.extend(
+                self._store.read_all(
+                    from_position=self.position + 1,
+                    to_position=stop,
+                    types=self._types,
+                )
             )
-            for event in batch:
-                if self._types is None or event.type in self._types:
-                    self._buffer.append(event)
             self.position = stop
         return bool(self._buffer)
 

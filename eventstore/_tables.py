@@ -107,6 +107,9 @@ class Tables(ViewTxn, Protocol):
     def append_put(self, table: str, key: bytes, value: bytes) -> None:
         """Put a key known to be greater than every key in the table."""
 
+    def get_many(self, table: str, keys: list[bytes]) -> list[bytes | None]:
+        """The value of each key, or None, in the order of ``keys``."""
+
     def append_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
         """Put ascending keys, each greater than every key in the table."""
 

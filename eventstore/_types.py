@@ -88,7 +88,7 @@ class NewEvent(msgspec.Struct, frozen=True):
     metadata: EventMetadata = EMPTY_METADATA
 
 
-class StoredEvent(msgspec.Struct, frozen=True):
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
     """An event as read back from the log.
 
     Attributes:
@@ -111,7 +111,7 @@ class StoredEvent(msgspec.Struct, frozen=True):
     recorded_at: dt.datetime
 
 
-class AppendedEvent(msgspec.Struct, frozen=True, array_like=True):
+class AppendedEvent(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Where one appended event landed."""
 
     stream: str
@@ -145,7 +145,7 @@ class AppendResult(msgspec.Struct, frozen=True, array_like=True):
         return self.events[-1].position if self.events else 0
 
 
-class StreamInfo(msgspec.Struct, frozen=True, array_like=True):
+class StreamInfo(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A stream's version and the positions of its first and last events."""
 
     stream: str

@@ -85,6 +85,7 @@ class ProjectionActor(pykka.ThreadingActor):
             cast("BaseStore", self.store),
             checkpoint + 1,
             timeout_s=None,
+            types=self.projection.types,
             batch_size=self.batch_size,
         )
         logger.info(
@@ -108,19 +109,31 @@ class ProjectionActor(pykka.ThreadingActor):
 
     def step(self) -> int:
         """Fold what committed since the last step; return how many events."""
-        assert self._subscription is not None  # noqa: S101 - set in on_start
-        events = self._subscription.next_batch(self.poll_s)
-        if events:
-            self._fold(events)
+        subscription = self._subscription
+        assert subscription is not None  # noqa: S101 - set in on_start
+        seen_after = subscription.position
+        events = subscription.next_batch(self.poll_s)
+        # The subscription skips other types' events without decoding their
+        # data; the checkpoint still moves past them.
+        if events or subscription.position > seen_after:
+            self._fold(events, seen_after, subscription.position)
         return len(events)
 
-    def _fold(self, events: Sequence[StoredEvent]) -> None:
+    def _fold(
+        self, events: Sequence[StoredEvent], seen_after: int, through: int
+    ) -> None:
         park: dict[int, tuple[str, int]] = {}
         attempts: dict[int, int] = {}
         name = self.projection.name
         while True:
             outcome = fold_batch(
-                self.store, self.projection, events, on_failure="stop", park=park
+                self.store,
+                self.projection,
+                events,
+                on_failure="stop",
+                park=park,
+                seen_after=seen_after,
+                through=through,
             )
             if outcome.failed_at is None:
                 return

@@ -20,6 +20,8 @@ from __future__ import annotations
 import abc
 import bisect
 import datetime as dt
+import functools
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,8 +30,8 @@ from typing import Any, Literal
 import msgspec
 
 from eventstore import EventRegistry, StoredEvent, ViewReader, ViewTxn
-from eventstore._codec import decode_record
-from eventstore._tables import EVENTS, pack_position, unpack_position
+from eventstore._codec import decode_records
+from eventstore._tables import EVENTS, pack_position
 from projections._errors import HandlerError
 from projections._state import (
     ParkedEvent,
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 Apply = Callable[[ViewTxn, StoredEvent], None]
+_CHUNK = 512
 OnFailure = Literal["raise", "stop", "park"]
 
 
@@ -76,7 +79,16 @@ class Projection(abc.ABC):
 
 
 class Folder(abc.ABC):
-    """Folds the events of one batch into one view table."""
+    """Folds the events of one batch into one view table.
+
+    Attributes:
+        raises_before_writing: True if :meth:`apply` only ever raises
+            before its first write, so a refused event leaves nothing to
+            undo: the careful path then folds it without an overlay.
+
+    """
+
+    raises_before_writing: bool = False
 
     @abc.abstractmethod
     def apply(self, txn: ViewTxn, event: StoredEvent) -> None:
@@ -135,6 +147,8 @@ def fold(
     park: Mapping[int, tuple[str, int]] | None = None,
     to_position: int | None = None,
     contiguous: bool = False,
+    seen_after: int | None = None,
+    through: int | None = None,
 ) -> FoldOutcome:
     """Fold ``events`` after the stored checkpoint, and move the checkpoint.
 
@@ -154,6 +168,12 @@ def fold(
         to_position: Stop after this position.
         contiguous: The events start right after the checkpoint and have no
             gap (they were read from the log in this transaction).
+        seen_after: With ``through``: ``events`` holds every event of the
+            projection's types in ``seen_after + 1 .. through`` (a follower
+            filtered by type read them). Only a gap before ``seen_after``
+            is read from the log, and the checkpoint moves to ``through``
+            unless a handler stopped the fold.
+        through: See ``seen_after``.
 
     Raises:
         HandlerFailedError: On the fast path, when a handler raises; the
@@ -170,17 +190,25 @@ def fold(
     wanted = projection.types
     outcome = FoldOutcome(checkpoint)
     last_error = state.last_error
+    gaps = functools.partial(
+        _fill_gaps,
+        txn,
+        checkpoint=checkpoint,
+        registry=registry,
+        wanted=wanted,
+        seen_after=None if through is None else seen_after,
+    )
     if on_failure == "raise" and not park:
         outcome.checkpoint, outcome.folded = _fold_fast(
             txn,
             folder,
-            events if contiguous else _fill_gaps(txn, events, checkpoint, registry),
+            events if contiguous else gaps(events),
             wanted=wanted,
             to_position=to_position,
             checkpoint=checkpoint,
         )
         events = ()
-    for event in _fill_gaps(txn, events, checkpoint, registry):
+    for event in gaps(events):
         if to_position is not None and event.position > to_position:
             break
         if park and event.position in park:
@@ -200,6 +228,8 @@ def fold(
                 break
         outcome.checkpoint = event.position
         outcome.folded += 1
+    if through is not None and seen_after is not None and outcome.failed_at is None:
+        outcome.checkpoint = max(outcome.checkpoint, through)
     folder.finish(txn)
     elapsed_s = time.perf_counter() - started
     rate = outcome.folded / elapsed_s if elapsed_s > 0 and outcome.folded else 0.0
@@ -256,6 +286,12 @@ def _apply(
         except Exception as exc:
             raise HandlerFailedError(event.position, describe_error(exc)) from exc
         return None
+    if folder.raises_before_writing:
+        try:
+            folder.apply(txn, event)
+        except Exception as exc:  # noqa: BLE001 - the caller retries or parks it
+            return describe_error(exc)
+        return None
     overlay = Overlay(txn)
     try:
         folder.apply(overlay, event)
@@ -290,27 +326,47 @@ def _replace(state: ProjectionState, **changes: Any) -> ProjectionState:
 def _fill_gaps(
     txn: ViewReader,
     events: Iterable[StoredEvent],
+    *,
     checkpoint: int,
     registry: EventRegistry,
+    wanted: frozenset[str] | None = None,
+    seen_after: int | None = None,
 ) -> Iterator[StoredEvent]:
-    """The events after ``checkpoint``, reading any missing ones from the log."""
+    """The events after ``checkpoint``, reading any missing ones from the log.
+
+    With ``seen_after``, ``events`` are complete past it: only a gap up to
+    it is read (its events of the ``wanted`` types).
+    """
     position = checkpoint
+    if seen_after is not None and seen_after > position:
+        yield from read_log(txn, position + 1, seen_after, registry, types=wanted)
+        position = seen_after
     for event in events:
         if event.position <= position:
             continue
-        if event.position > position + 1:
+        if seen_after is None and event.position > position + 1:
             yield from read_log(txn, position + 1, event.position - 1, registry)
         position = event.position
         yield event
 
 
 def read_log(
-    txn: ViewReader, first: int, last: int | None, registry: EventRegistry
+    txn: ViewReader,
+    first: int,
+    last: int | None,
+    registry: EventRegistry,
+    *,
+    types: frozenset[str] | None = None,
 ) -> Iterator[StoredEvent]:
-    """Events ``first..last`` read from the log table of the transaction."""
+    """Events ``first..last`` read from the log table of the transaction.
+
+    With ``types``, only events of those types (the others' data is not
+    decoded).
+    """
     stop = None if last is None else pack_position(last + 1)
-    for key, record in txn.scan(EVENTS, pack_position(first), stop):
-        yield decode_record(record, unpack_position(key), registry)
+    scan = txn.scan(EVENTS, pack_position(first), stop)
+    while chunk := list(itertools.islice(scan, _CHUNK)):
+        yield from decode_records(chunk, registry, types)
 
 
 class Overlay:

@@ -96,6 +96,8 @@ def fold_batch(
     building: bool = False,
     on_failure: OnFailure = "park",
     park: dict[int, tuple[str, int]] | None = None,
+    seen_after: int | None = None,
+    through: int | None = None,
 ) -> FoldOutcome:
     """Fold ``events`` in one transaction: fast, then carefully if a handler fails.
 
@@ -107,6 +109,10 @@ def fold_batch(
         on_failure: What the careful pass does with a failing event:
             ``"park"`` it or ``"stop"`` before it.
         park: Positions to park without trying them.
+        seen_after: With ``through``: ``events`` are every event of the
+            projection's types in ``seen_after + 1 .. through``; the
+            checkpoint moves to ``through`` (see :func:`fold`).
+        through: See ``seen_after``.
 
     """
     registry = store.registry
@@ -120,6 +126,8 @@ def fold_batch(
                 building=building,
                 park=park,
                 on_failure="raise",
+                seen_after=seen_after,
+                through=through,
             )
         )
     except HandlerFailedError as exc:
@@ -133,6 +141,8 @@ def fold_batch(
             building=building,
             park=park,
             on_failure=on_failure,
+            seen_after=seen_after,
+            through=through,
         )
     )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,19 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _projection_helpers import create, delete, run_workflow, update
+from _projection_helpers import create, run_workflow, update
 from click.testing import CliRunner, Result
 
+from actors import DataManager
 from actors._cli import main
 from eventstore import LmdbEventStore, NewEvent, WriterBusyError
 from eventstore._tables import EVENTS, pack_position
-from projections import (
-    RecordsProjection,
-    builtin_projections,
-    catch_up,
-    declare_index,
-    fold_batch,
-)
+from projections import RecordsProjection, catch_up, fold_batch
 
 ACTORLOG = [sys.executable, "-m", "actors._cli"]
 HOLDER = """
@@ -37,17 +33,22 @@ time.sleep(60)
 
 
 def _make(path: Path) -> None:
-    with LmdbEventStore.open(path, durability="fast") as store:
-        create(store, "users", "u1", {"name": "Ann", "age": 31})
-        create(store, "users", "u2", {"name": "Bob", "age": 25})
-        update(store, "users", "u1", {"age": 32})
-        create(store, "items", "i1", {"sku": "X"})
-        delete(store, "items", "i1")
-        run_workflow(store, "e1", fail=True)
-        run_workflow(store, "e2", fail=False)
-        declare_index(store, "users", "age")
-        for projection in builtin_projections().values():
-            catch_up(store, projection)
+    asyncio.run(_fill(path))
+
+
+async def _fill(path: Path) -> None:
+    """Records written by a DataManager, workflow events appended beside them."""
+    async with DataManager.open(path, durability="fast") as dm:
+        dm.add_data_source("users", indexes=["age"])
+        dm.add_data_source("items")
+        await dm.create("users", {"name": "Ann", "age": 31}, id="u1")
+        await dm.create("users", {"name": "Bob", "age": 25}, id="u2")
+        await dm.update("users", "u1", {"age": 32})
+        await dm.create("items", {"sku": "X"}, id="i1")
+        await dm.delete("items", "i1")
+        await asyncio.to_thread(run_workflow, dm.store, "e1", fail=True)
+        await asyncio.to_thread(run_workflow, dm.store, "e2", fail=False)
+        await dm.projections.wait(timeout_s=10)
 
 
 @pytest.fixture

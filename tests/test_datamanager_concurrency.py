@@ -52,13 +52,25 @@ async def test_a_thousand_clients_incrementing_with_expected_versions_count_righ
             "counters", [{"n": 0} for _ in range(CAS_RECORDS)]
         )
         conflicts = 0
+        first_reads = 0
+        all_read = asyncio.Event()
 
         async def client(number: int) -> None:
-            nonlocal conflicts
+            nonlocal conflicts, first_reads
             record_id = records[number % CAS_RECORDS].id
+            first = True
             while True:
                 current = await dm.read("counters", record_id)
                 assert current is not None
+                if first:
+                    # Every client reads before any writes: reads come from
+                    # the committed view, so without this wait a slow loop
+                    # could read each update's result and never conflict.
+                    first = False
+                    first_reads += 1
+                    if first_reads == CLIENTS:
+                        all_read.set()
+                    await all_read.wait()
                 try:
                     await dm.update(
                         "counters",

@@ -692,3 +692,37 @@ def test_memory_store_append_futures_are_done_at_once() -> None:
 
     assert future.done()
     assert not future.cancel()
+
+
+def test_a_view_scan_may_delete_as_it_goes(store: BaseStore) -> None:
+    def fill(txn: ViewTxn) -> None:
+        for index in range(600):
+            txn.put("view:t", f"k{index:04}".encode(), b"v")
+
+    def clear_evens(txn: ViewTxn) -> int:
+        deleted = 0
+        for key, _ in txn.scan("view:t"):
+            if int(key[1:]) % 2 == 0:
+                deleted += txn.delete("view:t", key)
+        return deleted
+
+    store.write_views(fill)
+
+    assert store.write_views(clear_evens) == 300
+    with store.read_views() as views:
+        keys = [key for key, _ in views.scan("view:t")]
+    assert keys == [f"k{index:04}".encode() for index in range(1, 600, 2)]
+
+
+def test_a_type_filter_applies_to_records_that_need_lifting(
+    store: BaseStore, registry: EventRegistry
+) -> None:
+    store.append([NewEvent("a", "Renamed", {"title": "t"}), note("b")])
+    registry.register(Renamed, version=1)
+    registry.upcaster("Renamed", from_version=0)(lambda d: {"name": d["title"]})
+
+    renamed = [e.data for e in store.read_all(types=["Renamed"])]
+    noted = [e.stream for e in store.read_all(types=["Noted"])]
+
+    assert renamed == [Renamed("t")]
+    assert noted == ["b"]

@@ -121,6 +121,18 @@ def test_a_store_with_another_format_is_refused(path: Path) -> None:
         LmdbEventStore.open(path, readonly=True)
 
 
+def test_a_store_of_the_first_record_layout_is_refused_by_name(path: Path) -> None:
+    LmdbEventStore.open(path).close()
+    env = lmdb.open(str(path), max_dbs=16)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.put(b"format", b"actorlog-1", db=meta)
+    env.close()
+
+    with pytest.raises(NotAStoreError, match="actorlog-1"):
+        LmdbEventStore.open(path, readonly=True)
+
+
 def test_a_readonly_store_reads_but_refuses_writes(path: Path) -> None:
     with LmdbEventStore.open(path) as writer:
         writer.append([note("a"), note("b")])
@@ -134,7 +146,7 @@ def test_a_readonly_store_reads_but_refuses_writes(path: Path) -> None:
         assert reader.stream_version("b") == 1
         assert reader.view_get("view:v", b"k") == b"v"
         assert [e.stream for e in reader.read_all()] == ["a", "b"]
-        assert reader.meta()["format"] == "actorlog-1"
+        assert reader.meta()["format"] == "actorlog-2"
 
 
 def test_meta_and_info_describe_the_store(store: LmdbEventStore) -> None:
@@ -439,16 +451,17 @@ def test_a_record_with_a_good_checksum_but_bad_content_is_damaged(
 ) -> None:
     with LmdbEventStore.open(path) as store:
         store.append([note("a")])
-    bad_envelope = msgspec.msgpack.encode(["a", 2, "Noted"])
-    bad_data = msgspec.msgpack.encode(["a", 2, "Deposited", 1, b"\xc1", {}, 0]).replace(
-        b"\xc4\x01\xc1", b"\xc1"
-    )
+    bad_envelope = msgspec.msgpack.encode(["a", 2, "Noted", 0xFFFFFFFF])
+    bad_data = msgspec.msgpack.encode(
+        ["a", 2, "Deposited", 1, b"\xc1", {}, 0, 0xFFFFFFFF]
+    ).replace(b"\xc4\x01\xc1", b"\xc1")
     env = lmdb.open(str(path), max_dbs=16)
     events = env.open_db(EVENTS.encode())
     with env.begin(write=True) as txn:
         for position, payload in ((2, bad_envelope), (3, bad_data)):
-            crc = zlib.crc32(payload).to_bytes(4, "big")
-            txn.put(pack_position(position), crc + payload, db=events)
+            head = payload[:-4]
+            crc = zlib.crc32(head).to_bytes(4, "little")
+            txn.put(pack_position(position), head + crc, db=events)
     env.close()
 
     with LmdbEventStore.open(path) as store:
