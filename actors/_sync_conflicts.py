@@ -21,8 +21,8 @@ from eventstore import (
     EventMetadata,
     EventStore,
     NewEvent,
+    RecordCreated,
     RecordDeleted,
-    RecordUpdated,
     RecordVersion,
     ReplicatedEvent,
     conflicted_records,
@@ -135,10 +135,10 @@ def _resolution_event(conflict: Conflict, resolution: Resolution) -> NewEvent:
     if resolution.data is None:
         data: object = RecordDeleted(conflict.collection, conflict.id)
         return NewEvent(stream, "RecordDeleted", data, metadata)
-    data = RecordUpdated(
-        conflict.collection, conflict.id, dict(resolution.data), replace=True
-    )
-    return NewEvent(stream, "RecordUpdated", data, metadata)
+    # A create, not an update: folded in any replica's log order it gives
+    # the resolved record, even where a concurrent delete came last.
+    data = RecordCreated(conflict.collection, conflict.id, dict(resolution.data))
+    return NewEvent(stream, "RecordCreated", data, metadata)
 
 
 def auto_resolver(
