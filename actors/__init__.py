@@ -1,6 +1,7 @@
 """Supervised actors and the asyncio API of actorlog."""
 
 import logging
+from typing import TYPE_CHECKING
 
 from actors._cache import (
     BoundedCache,
@@ -41,6 +42,13 @@ from actors._errors import (
     NotFoundError,
     UnknownDataSourceError,
     ValidationError,
+)
+from actors._locks import (
+    Lease,
+    LeaseLostError,
+    LeaseManager,
+    LockError,
+    LockTimeoutError,
 )
 from actors._monitoring import (
     MonitoringSystem,
@@ -87,6 +95,19 @@ from actors._supervisor import (
     ThreadScheduler,
     Worker,
 )
+from actors._sync import (
+    StoreEndpoint,
+    SyncConnectionError,
+    SyncEndpoint,
+    SyncError,
+    SyncRefusedError,
+    SyncReport,
+    run_session,
+    serve_sessions,
+    sync_in_process,
+)
+from actors._sync_conflicts import Conflict
+from actors._sync_live import Replicator
 from actors._tracing_setup import (
     configure_tracing,
     export_trace,
@@ -122,6 +143,28 @@ from actors._workflows import (
     WorkflowStateError,
 )
 
+if TYPE_CHECKING:
+    from actors._sync_ws import (
+        SyncServer,
+        connect_websocket,
+        mount_sync,
+        sync_websocket,
+    )
+
+# Sync over WebSocket needs aiohttp (the `web` extra): import it on first use.
+_WEBSOCKET_NAMES = frozenset(
+    {"SyncServer", "connect_websocket", "mount_sync", "sync_websocket"}
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _WEBSOCKET_NAMES:
+        from actors import _sync_ws  # noqa: PLC0415 - aiohttp only when used
+
+        return getattr(_sync_ws, name)
+    raise AttributeError(f"module 'actors' has no attribute {name!r}")
+
+
 __all__ = [
     "CONFLICT_STRATEGIES",
     "ActorError",
@@ -136,6 +179,7 @@ __all__ = [
     "Command",
     "CommandTimeoutError",
     "ConcurrencyError",
+    "Conflict",
     "ConflictStrategy",
     "CustomStrategy",
     "DashboardError",
@@ -146,6 +190,11 @@ __all__ = [
     "ExecutionStatus",
     "FutureReply",
     "InvalidWorkflowError",
+    "Lease",
+    "LeaseLostError",
+    "LeaseManager",
+    "LockError",
+    "LockTimeoutError",
     "LoopReply",
     "Middleware",
     "MonitoringSystem",
@@ -158,6 +207,7 @@ __all__ = [
     "Record",
     "RecordReader",
     "RecordsViewReader",
+    "Replicator",
     "Reply",
     "Resolution",
     "ResourcePool",
@@ -168,11 +218,18 @@ __all__ = [
     "StepContext",
     "StepStatus",
     "StepTimeoutError",
+    "StoreEndpoint",
     "Strategy",
     "SupervisedActor",
     "SupervisedProjectionActor",
     "Supervisor",
     "SupervisorGaveUpError",
+    "SyncConnectionError",
+    "SyncEndpoint",
+    "SyncError",
+    "SyncRefusedError",
+    "SyncReport",
+    "SyncServer",
     "SystemClock",
     "ThreadScheduler",
     "TraceExportError",
@@ -196,10 +253,16 @@ __all__ = [
     "WorkflowStateError",
     "check_strategy",
     "configure_tracing",
+    "connect_websocket",
     "export_trace",
     "merge_data",
+    "mount_sync",
     "process_data",
     "resolve",
+    "run_session",
+    "serve_sessions",
+    "sync_in_process",
+    "sync_websocket",
     "transform",
     "validate",
 ]

@@ -49,12 +49,15 @@ from eventstore import (
     EventStore,
     Expected,
     HLCTimestamp,
+    HybridLogicalClock,
     NewEvent,
     RecordCreated,
     RecordDeleted,
     RecordUpdated,
     merge_patch,
+    record_siblings,
     record_stream,
+    replicating,
     view_table,
 )
 from eventstore import ConcurrencyError as StoreConcurrencyError
@@ -102,6 +105,8 @@ class CollectionShared:
         self.committed_position = 0
         # Called on the writer's thread with (events, seconds to commit).
         self.on_commit: Callable[[int, float], None] | None = None
+        self.clock: HybridLogicalClock | None = None
+        self.origin: str | None = None
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -128,6 +133,7 @@ class Write(_Message, frozen=True):
     command_id: str | None = None
     single: bool = True
     trace: dict[str, str] | None = None
+    attempt: int = 0
 
 
 class Read(_Message, frozen=True):
@@ -226,12 +232,15 @@ class CollectionActor(SupervisedActor):
             self.records = {record.id: record for record in snapshot.records}
             self.tombstones = dict(snapshot.tombstones)
         name = self.config.name
+        remote: set[str] = set()
         for event in self.store.read_all(
             from_position=position + 1, types=RECORD_EVENT_TYPES
         ):
             data = event.data
             if data.collection != name:
                 continue
+            if event.metadata.origin_seq is not None:
+                remote.add(data.id)
             position = event.position
             at = event_time(event.metadata.hlc, event.recorded_at)
             self._put(
@@ -239,6 +248,10 @@ class CollectionActor(SupervisedActor):
                 apply_event(self.records.get(data.id), data, event.version, at),
                 event.version,
             )
+        for record_id in remote:
+            current = self.records.get(record_id)
+            version = current.version if current else self.tombstones.get(record_id, 0)
+            self._put(record_id, self._settled(record_id, current), version)
         self.shared.committed_position = max(self.shared.committed_position, position)
         logger.info(
             "collection %r recovered %d records up to position %d",
@@ -383,6 +396,7 @@ class CollectionActor(SupervisedActor):
         batch.add(staged, message.reply, answer)
         if batch.traceparent is None:
             batch.traceparent = self._traceparent
+        batch.messages.append(message)
         self._apply(staged)
         if command_id is not None:
             self._flush(command_id)
@@ -398,7 +412,9 @@ class CollectionActor(SupervisedActor):
             batch.events, expected_versions=batch.expected, command_id=command_id
         )
         replies = batch.replies
+        messages = batch.messages
         commands = self._commands
+        handle = self.handle
         if command_id is not None:
             commands[command_id] = future
         on_commit = self.shared.on_commit
@@ -414,9 +430,7 @@ class CollectionActor(SupervisedActor):
                     span, error, None if error else future.result().last_position
                 )
             if error is not None:
-                mapped = _store_error(name, error)
-                for reply, _answer in replies:
-                    reply.fail(mapped)
+                _fail_or_retry(error, name, replies, messages, handle)
             else:
                 for reply, answer in replies:
                     reply.ok(answer)
@@ -480,6 +494,14 @@ class CollectionActor(SupervisedActor):
         return _Staged(events, expected, staged, versions, order)
 
     def _stamp(self) -> tuple[EventMetadata, dt.datetime]:
+        clock = self.shared.clock
+        if clock is not None:
+            # A replica stamps each write with its hybrid logical clock.
+            stamp = clock.now()
+            metadata = EventMetadata(
+                hlc=stamp, origin=self.shared.origin, traceparent=self._traceparent
+            )
+            return metadata, dt.datetime.fromtimestamp(stamp.physical_ms / 1000, dt.UTC)
         # Commands in the same millisecond share one stamp (immutable).
         now_ms = self._clock_ms()
         if self._last_stamp is None or self._last_stamp[0] != now_ms:
@@ -590,10 +612,34 @@ class CollectionActor(SupervisedActor):
             versions = fold(
                 self.store.read_stream(record_stream(self.config.name, record_id))
             )
-            self._put(record_id, versions[-1] if versions else None, len(versions))
+            folded = versions[-1] if versions else None
+            self._put(record_id, self._settled(record_id, folded), len(versions))
         logger.info(
             "collection %r reloaded %d records from the log", self.config.name, len(ids)
         )
+
+    def _settled(self, record_id: str, folded: Record | None) -> Record | None:
+        """The record as every replica sees it once it has the same writes.
+
+        Writes from other replicas may be concurrent with local ones, so
+        folding the stream in this log's order is not what other replicas
+        get. The record is the data of the latest (hlc, origin, counter) of
+        its siblings; their conflict stays listed until resolved.
+        """
+        if not replicating(self.store):
+            return folded
+        siblings = record_siblings(self.store, self.config.name, record_id)
+        if not siblings:
+            return folded
+        latest = max(siblings, key=lambda v: (v.hlc, v.dot.replica, v.dot.counter))
+        if latest.data is None:
+            return None
+        at = event_time(latest.hlc, dt.datetime.now(dt.UTC))
+        if folded is None:
+            stream = record_stream(self.config.name, record_id)
+            version = self.store.stream_version(stream)
+            return Record(record_id, version, latest.data, at, at)
+        return msgspec.structs.replace(folded, data=latest.data)
 
     def _after_commit(self, message: Any, answer: Callable[[], Any]) -> None:
         """Answer once the latest append has committed, or ask again."""
@@ -704,13 +750,32 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
+def _fail_or_retry(
+    error: BaseException,
+    name: str,
+    replies: list[tuple[Any, Any]],
+    messages: list[Write],
+    handle: ChildHandle,
+) -> None:
+    """Fail each write of a batch whose append failed, or send it again."""
+    mapped = _store_error(name, error)
+    for (reply, _answer), message in zip(replies, messages, strict=True):
+        if _retryable(error, message):
+            # Another replica's write moved the record under us: the records
+            # reload, and the write is decided again.
+            handle.send(msgspec.structs.replace(message, attempt=message.attempt + 1))
+        else:
+            reply.fail(mapped)
+
+
 class _Batch:
     """Writes staged since the last append, appended together."""
 
-    __slots__ = ("events", "expected", "ids", "replies", "traceparent")
+    __slots__ = ("events", "expected", "ids", "messages", "replies", "traceparent")
 
     def __init__(self) -> None:
         self.traceparent: str | None = None
+        self.messages: list[Write] = []
         self.events: list[NewEvent] = []
         self.expected: dict[str, Expected] = {}
         self.ids: set[str] = set()
@@ -737,6 +802,22 @@ def _merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 def _data(record: Record) -> Mapping[str, Any]:
     return record.data
+
+
+_MAX_ATTEMPTS = 3
+
+
+def _retryable(error: BaseException, message: Write) -> bool:
+    """Whether a write failed only because its records moved under the actor.
+
+    That happens when remote events were applied to the store: a write that
+    named no expected version is then decided again on the reloaded state.
+    """
+    if not isinstance(error, StoreConcurrencyError) or message.command_id:
+        return False
+    if message.attempt >= _MAX_ATTEMPTS:
+        return False
+    return all(op.expected is None for op in message.ops)
 
 
 def _store_error(collection: str, error: BaseException) -> BaseException:

@@ -9,6 +9,7 @@ waits on another thread. Each command has a timeout, armed with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -37,10 +38,13 @@ from actors._collection import (
     Op,
     Write,
 )
+from actors._conflicts import ConflictStrategy, Resolution, Version, merge_data
 from actors._data import Step, Transformer, process_data, transform, validate
 from actors._deadlines import Deadlines
+from actors._dm_sync import ReplicaSupport
 from actors._errors import ActorError, CommandTimeoutError, UnknownDataSourceError
 from actors._instrument import CommandMeter, collect_gauges, trace_inline_folds
+from actors._locks import Lease
 from actors._monitoring import MonitoringSystem
 from actors._optimizer import PerformanceOptimizer
 from actors._projections import ASYNC_PROJECTIONS, Projections
@@ -56,6 +60,9 @@ from actors._supervisor import (
     Supervisor,
     Worker,
 )
+from actors._sync import SyncReport
+from actors._sync_conflicts import Conflict
+from actors._sync_live import Replicator
 from actors._tracing import command_span, inject
 from actors._transaction import Transaction
 from actors._views import RecordsViewReader
@@ -71,6 +78,7 @@ from projections import Subscriber
 
 if TYPE_CHECKING:
     from actors._dashboard import DashboardServer
+    from actors._sync_ws import SyncServer
 
 __all__ = ["Command", "DataManager", "DataSource", "Middleware"]
 
@@ -139,6 +147,7 @@ class DataManager:
         restart_policy: RestartPolicy | None = None,
         scheduler: Scheduler | None = None,
         snapshot_every: int = 10_000,
+        replica_id: str | None = None,
         async_projections: Sequence[str] = ASYNC_PROJECTIONS,
         workflow_options: Mapping[str, Any] | None = None,
         read_cache_size: int = 10_000,
@@ -160,6 +169,8 @@ class DataManager:
             asyncio.AbstractEventLoop, Deadlines
         ] = weakref.WeakKeyDictionary()
         self._closed = False
+        self.shared_states: dict[str, CollectionShared] = {}
+        self.replica = ReplicaSupport(self, requested_id=replica_id)
         self.system = Supervisor("system", policy=restart_policy, scheduler=scheduler)
         self.collections = Supervisor(
             "collections", policy=restart_policy, scheduler=scheduler
@@ -236,6 +247,7 @@ class DataManager:
             if self._map_size_bytes is not None:
                 options["map_size_bytes"] = self._map_size_bytes
             self._store = await asyncio.to_thread(LmdbEventStore.open, path, **options)
+        await asyncio.to_thread(self.replica.start, self._store)
         await asyncio.to_thread(self._views.attach, self._store)
         if self._workflows is None:
             engine_options = {"monitoring": self.monitoring, **self._workflow_options}
@@ -252,6 +264,7 @@ class DataManager:
         if self._closed:
             return
         self._closed = True
+        await self.replica.stop()
         for deadlines in list(self._deadlines.values()):
             deadlines.cancel()
         await self._subscriptions.close()
@@ -352,6 +365,7 @@ class DataManager:
         transformers: Sequence[Transformer] = (),
         indexes: Sequence[str] = (),
         snapshot_every: int | None = None,
+        conflict_strategy: ConflictStrategy | None = None,
     ) -> DataSource:
         """Add a data source; its actor starts at once and recovers its state.
 
@@ -363,6 +377,9 @@ class DataManager:
             transformers: Callables applied before validation on every write.
             indexes: Fields the records view indexes for queries.
             snapshot_every: Snapshot the collection after this many events.
+            conflict_strategy: How concurrent writes from other replicas are
+                resolved: ``"lww"`` (the default), ``"merge"``,
+                ``"siblings"`` (kept for :meth:`conflicts`), or a callable.
 
         Raises:
             ActorError: If the name is taken or malformed, an index field
@@ -396,10 +413,13 @@ class DataManager:
             transformers=data_source.transformers,
             snapshot_every=snapshot_every or self.snapshot_every,
         )
+        self.replica.set_strategy(name, conflict_strategy)
         shared = CollectionShared()
         shared.on_commit = self._meter.append
 
         def factory(handle: ChildHandle, on_failure: FailureHook) -> Any:
+            shared.clock = self.replica.clock
+            shared.origin = self.replica.replica_id
             return CollectionActor.start(
                 handle, on_failure, store=self.store, config=config, shared=shared
             )
@@ -409,6 +429,7 @@ class DataManager:
         self.collections.add_child(worker)
         self._sources[name] = data_source
         self._handles[name] = worker.handle
+        self.shared_states[name] = shared
         return data_source
 
     async def remove_data_source(self, name: str) -> None:
@@ -416,6 +437,7 @@ class DataManager:
         self._handle(name)
         del self._sources[name]
         del self._handles[name]
+        self.shared_states.pop(name, None)
         await asyncio.to_thread(self.collections.remove_child, name)
 
     def get_data_source(self, name: str) -> DataSource:
@@ -688,8 +710,11 @@ class DataManager:
         ) as span:
             carrier = inject() if span.is_recording() else None
 
-            def handler() -> Awaitable[Any]:
-                return self.ask(
+            async def handler() -> Any:
+                await self.replica.wait_writable(
+                    name, (op.id for op in ops), self.command_timeout_s
+                )
+                return await self.ask(
                     name,
                     lambda reply: Write(reply, ops, command_id, single, carrier),
                     description,
@@ -711,6 +736,101 @@ class DataManager:
     def transaction(self, *, timeout_s: float | None = None) -> Transaction:
         """Stage writes over several collections; commit them in one append."""
         return Transaction(self, timeout_s=timeout_s)
+
+    # -- replication ------------------------------------------------------
+
+    @property
+    def replica_id(self) -> str:
+        """The replica id of this DataManager's store (fixed once it has written)."""
+        return self.replica.replica_id
+
+    async def sync(
+        self,
+        peer: Any,
+        *,
+        collections: Collection[str] | None = None,
+        batch_size: int = 1000,
+        timeout_s: float = 30.0,
+    ) -> SyncReport:
+        """Exchange with ``peer`` what each side lacks; resolve what conflicts.
+
+        Args:
+            peer: Another DataManager of this process, a ``ws://`` URL of a
+                sync server, or a ``SyncEndpoint``.
+            collections: Accept records of these collections only; a batch
+                holding another is refused (sync is not partial: see
+                ``docs/limitations.md``). All by default.
+            batch_size: Events per batch at most.
+            timeout_s: How long to wait for the peer's next message.
+
+        Returns:
+            Events sent and received, and conflicts found and resolved here.
+
+        Raises:
+            SyncConnectionError: If the peer cannot be reached or goes away.
+            SyncRefusedError: If either side refused a batch.
+
+        """
+        return await self.replica.sync(
+            peer, collections=collections, batch_size=batch_size, timeout_s=timeout_s
+        )
+
+    def replicate(
+        self,
+        peer: Any,
+        *,
+        interval_s: float = 5.0,
+        on_status: Callable[[bool, Exception | None], None] | None = None,
+        **options: Any,
+    ) -> Replicator:
+        """Sync with ``peer`` in the background until the DataManager closes.
+
+        Local writes go on while the peer is offline; the replicator
+        reconnects with backoff and reports the peer online or offline
+        through ``on_status`` and its ``online`` attribute.
+        """
+        return self.replica.replicate(
+            peer, interval_s=interval_s, on_status=on_status, **options
+        )
+
+    def sync_server(self, *, host: str = "127.0.0.1", port: int = 0) -> SyncServer:
+        """A WebSocket sync server for this replica: ``async with`` it."""
+        return self.replica.server(host=host, port=port)
+
+    async def conflicts(self, name: str) -> list[Conflict]:
+        """The records of ``name`` whose concurrent versions differ."""
+        self._handle(name)
+        return await self.replica.conflicts(name)
+
+    async def resolve_conflicts(
+        self, conflicts: Iterable[Conflict], strategy: ConflictStrategy = "lww"
+    ) -> list[Resolution]:
+        """Resolve conflicts by ``strategy`` and write each resolution."""
+        return await self.replica.resolve(conflicts, strategy)
+
+    @staticmethod
+    def merge_data(
+        a: Version, b: Version, *, strategy: ConflictStrategy = "merge"
+    ) -> Resolution:
+        """Merge two versions of a record (see :func:`actors.merge_data`)."""
+        return merge_data(a, b, strategy=strategy)
+
+    def lock(
+        self,
+        name: str,
+        id: str,  # noqa: A002 - the specification's name
+        *,
+        ttl_s: float = 30.0,
+        timeout_s: float = 10.0,
+    ) -> contextlib.AbstractAsyncContextManager[Lease]:
+        """An exclusive lease on a record for an ``async with`` block.
+
+        Other ``lock`` callers wait (then ``LockTimeoutError`` names the
+        record); writes from other tasks of this DataManager wait too. An
+        unreleased lease expires after ``ttl_s``, recorded as an event.
+        """
+        self._handle(name)
+        return self.replica.lock(name, id, ttl_s=ttl_s, timeout_s=timeout_s)
 
     # -- subscriptions ----------------------------------------------------
 

@@ -324,7 +324,7 @@ async def test_history_and_old_versions_wait_for_the_write_in_flight(
     assert old.data == {"n": 2}
 
 
-async def test_a_write_behind_the_actors_back_is_a_conflict_then_reloaded() -> None:
+async def test_a_write_behind_the_actors_back_is_reloaded_and_decided_again() -> None:
     async with DataManager.in_memory() as dm:
         dm.add_data_source("notes")
         rec = await dm.create("notes", {"n": 1})
@@ -337,14 +337,26 @@ async def test_a_write_behind_the_actors_back_is_a_conflict_then_reloaded() -> N
             ]
         )
 
+        # Without an expected version the write is decided again on the
+        # reloaded record (a remote replica's events arrive this way).
+        retried = await dm.update("notes", rec.id, {"n": 2})
+        dm.store.append(
+            [
+                NewEvent(
+                    stream, "RecordUpdated", RecordUpdated("notes", rec.id, {"y": 1})
+                )
+            ]
+        )
         with pytest.raises(ConcurrencyError) as caught:
-            await dm.update("notes", rec.id, {"n": 2})
-        again = await dm.update("notes", rec.id, {"n": 3})
+            await dm.update("notes", rec.id, {"n": 3}, expected_version=3)
+        again = await dm.update("notes", rec.id, {"n": 4})
 
+    assert retried.version == 3
+    assert retried.data == {"n": 2, "x": 1}
     assert caught.value.record_id == rec.id
-    assert caught.value.actual == 2
-    assert again.version == 3
-    assert again.data == {"n": 3, "x": 1}
+    assert caught.value.actual == 4
+    assert again.version == 5
+    assert again.data == {"n": 4, "x": 1, "y": 1}
 
 
 async def test_a_second_transaction_on_a_held_record_fails_at_once() -> None:

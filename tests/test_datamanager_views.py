@@ -92,13 +92,14 @@ async def test_reads_come_from_the_view_not_from_the_actor(dm: DataManager) -> N
 async def test_a_write_that_fails_at_commit_is_never_read(dm: DataManager) -> None:
     rec = await dm.create("notes", {"n": 1}, id="n1")
     stream = record_stream("notes", "n1")
-    # Behind the actor's back: its next update expects version 1 and fails.
+    # Behind the actor's back: its next update expects version 1 and fails
+    # (without an expected version it would be decided again and succeed).
     dm.store.append(
         [NewEvent(stream, "RecordUpdated", RecordUpdated("notes", "n1", {"n": 5}))]
     )
 
     with pytest.raises(ConcurrencyError):
-        await dm.update("notes", rec.id, {"n": 2})
+        await dm.update("notes", rec.id, {"n": 2}, expected_version=1)
     found = await dm.read("notes", "n1")
 
     assert found is not None
