@@ -19,6 +19,7 @@ import click
 
 from actors._cli_output import emit, emit_line, event_row, open_store, plain
 from actors._cli_serve import serve
+from actors._cli_sync import sync_cli
 from actors._cli_trace import trace
 from actors._cli_views import projections_group, workflows_group
 from eventstore import EventStoreError, StoredEvent
@@ -297,6 +298,7 @@ main.add_command(projections_group)
 main.add_command(workflows_group)
 main.add_command(trace)
 main.add_command(serve)
+main.add_command(sync_cli)
 
 if __name__ == "__main__":
     main()

@@ -11,14 +11,19 @@ import contextlib
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import msgspec
-from aiohttp import web
 
 from actors._sync import StoreEndpoint, SyncError, SyncReport
-from actors._sync_ws import SyncServer, mount_sync, sync_websocket
 from eventstore import EventStore, LmdbEventStore, RemoteValidation
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+# aiohttp (the `web` extra) is imported where it is used, so that the
+# actorlog CLI works without it.
 
 __all__ = ["mount_store_sync", "serve_store", "sync_cli"]
 
@@ -42,6 +47,8 @@ def mount_store_sync(
         The endpoint now served.
 
     """
+    from actors._sync_ws import mount_sync  # noqa: PLC0415
+
     endpoint = StoreEndpoint(
         store, validation=RemoteValidation(collections=collections)
     )
@@ -63,6 +70,8 @@ async def serve_store(
         The reports of the sessions served.
 
     """
+    from actors._sync_ws import SyncServer  # noqa: PLC0415
+
     stopping = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,6 +122,8 @@ def serve_command(store_path: Path, host: str, port: int) -> None:
 @click.option("--batch-size", default=1000, show_default=True, type=int)
 def run_command(store_path: Path, url: str, batch_size: int) -> None:
     """Sync the store once with the peer at URL; print the report as JSON."""
+    from actors._sync_ws import sync_websocket  # noqa: PLC0415
+
     with LmdbEventStore.open(store_path) as store:
         endpoint = StoreEndpoint(store)
         try:

@@ -17,6 +17,7 @@ import lmdb
 import pytest
 from click.testing import CliRunner
 
+from actors._cli import main
 from actors._cli_serve import _run, serve
 from actors._dashboard import DashboardError, DashboardServer
 from eventstore import (
@@ -174,3 +175,38 @@ async def test_run_that_cannot_bind_stops_cleanly(
     store.close()
 
     assert "dashboard stopped" in capsys.readouterr().out
+
+
+def test_serve_with_sync_serves_the_replica_to_a_peer(
+    store_path: Path, tmp_path: Path
+) -> None:
+    code = "from actors._cli import main; main()"
+    args = ["--store", str(store_path), "serve", "--port", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args, "--sync", "--sync-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peer = tmp_path / "peer"
+    try:
+        assert process.stdout is not None
+        dashboard_banner = process.stdout.readline()
+        sync_banner = process.stdout.readline()
+        url = sync_banner.split(" at ")[1].strip()
+        synced = CliRunner().invoke(main, ["sync", "run", "--store", str(peer), url])
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=TIMEOUT_S)
+        assert "dashboard stopped" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    with LmdbEventStore.open(peer, readonly=True) as store:
+        received = [e.stream for e in store.read_all(types=["RecordCreated"])]
+
+    assert dashboard_banner.startswith("actorlog dashboard at http://127.0.0.1:")
+    assert sync_banner.startswith("actorlog sync at ws://127.0.0.1:")
+    assert synced.exit_code == 0, synced.output
+    assert sorted(received) == [record_stream("users", str(i)) for i in range(4)]
+    assert process.returncode == 0, err
