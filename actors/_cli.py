@@ -40,13 +40,38 @@ _DEFAULT_STORE = "./actorlog-data"
 
 
 class _Group(click.Group):
-    """A group that turns the library's errors into a message and exit 1."""
+    """A group that turns the library's errors into a message and exit 1.
+
+    ``-o FORMAT`` is a global option, but users write it after the command
+    too (``actorlog events -o json``): no command has a ``-o`` of its own,
+    so the root group moves it to the front before parsing.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = _hoist_output(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (EventStoreError, ProjectionError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
+
+
+_FORMATS = ("table", "json", "ndjson")
+
+
+def _hoist_output(args: list[str]) -> list[str]:
+    """Move ``-o FORMAT`` given after the command name to the front."""
+    if "--" in args:
+        return args
+    for index, arg in enumerate(args[1:], start=1):
+        if arg == "-o" and index + 1 < len(args) and args[index + 1] in _FORMATS:
+            return ["-o", args[index + 1], *args[:index], *args[index + 2 :]]
+        if arg.startswith("-o") and arg[2:] in _FORMATS:
+            return [arg, *args[:index], *args[index + 1 :]]
+    return args
 
 
 @click.group(cls=_Group)

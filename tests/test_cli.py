@@ -524,3 +524,22 @@ def test_the_root_group_carries_trace_and_serve() -> None:
     assert result.exit_code == 0
     assert "trace" in result.output
     assert "serve" in result.output
+
+
+def test_the_output_option_may_follow_the_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from actors._cli import main  # noqa: PLC0415
+    from eventstore import LmdbEventStore, NewEvent  # noqa: PLC0415
+
+    path = tmp_path / "s"
+    with LmdbEventStore.open(path) as store:
+        store.append([NewEvent("a/1", "Noted", {"n": 1})])
+
+    after = CliRunner().invoke(main, ["--store", str(path), "streams", "-o", "json"])
+    glued = CliRunner().invoke(main, ["--store", str(path), "streams", "-ojson"])
+    before = CliRunner().invoke(main, ["--store", str(path), "-o", "json", "streams"])
+
+    assert after.exit_code == 0, after.output
+    assert after.output == before.output == glued.output
+    assert '"stream": "a/1"' in after.output
