@@ -42,10 +42,16 @@ CHROMIUM_ARGS = [
 WAIT_MS = 15_000
 SHARED = "br0wser"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's Chromium at /usr/bin/chromium (run `make browser`)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (run `make browser`)",
+    ),
+    # Chromium's driver has hung now and then (not reproduced on demand): a
+    # test gets one more run, and a shorter deadline than the suite's.
+    pytest.mark.flaky(reruns=1),
+    pytest.mark.timeout(60),
+]
 
 
 @pytest.fixture
@@ -113,8 +119,6 @@ async def test_the_page_loads_and_goes_live(
     assert store_name == "MemoryEventStore"
 
 
-# Timing-sensitive on a loaded shared machine: a second run, never more.
-@pytest.mark.flaky(reruns=1)
 async def test_the_throughput_chart_updates_after_appends(
     store: MemoryEventStore, page: Page
 ) -> None:
@@ -189,8 +193,6 @@ async def test_an_executions_steps_show_on_drill_down_and_follow_it(
     assert "no email" in (errors_table or "")
 
 
-# Timing-sensitive on a loaded shared machine: a second run, never more.
-@pytest.mark.flaky(reruns=1)
 async def test_a_token_page_works_with_its_token_and_not_without(
     store: MemoryEventStore, page: Page
 ) -> None:
