@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
+from _scheduler_helpers import HeldScheduler
 
 from actors import (
     ActorError,
@@ -26,30 +27,6 @@ from actors._deadlines import Deadlines
 from actors._replies import LoopReply
 from eventstore import MemoryEventStore, NewEvent, RecordUpdated, record_stream
 from eventstore._core import AppendJob, ViewJob
-
-
-class HeldScheduler:
-    """Holds restarts until released; records the delays asked for."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-        self.held: list[Callable[[], None]] = []
-        self.hold = False
-
-    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
-        self.delays.append(delay_s)
-        if self.hold:
-            self.held.append(fn)
-        else:
-            fn()
-
-    def release(self) -> None:
-        held, self.held = self.held, []
-        for fn in held:
-            fn()
-
-    def cancel_all(self) -> None:
-        self.held.clear()
 
 
 class FlakyStore(MemoryEventStore):

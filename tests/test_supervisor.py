@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
+from _scheduler_helpers import HeldScheduler
 
 from actors import (
     ActorError,
@@ -24,30 +25,6 @@ from actors import (
 )
 
 WAIT_S = 5.0
-
-
-class ManualScheduler:
-    """Runs each restart at once and remembers the delays asked for."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-        self.held: list[Callable[[], None]] = []
-        self.hold = False
-
-    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
-        self.delays.append(delay_s)
-        if self.hold:
-            self.held.append(fn)
-        else:
-            fn()
-
-    def release(self) -> None:
-        held, self.held = self.held, []
-        for fn in held:
-            fn()
-
-    def cancel_all(self) -> None:
-        self.held.clear()
 
 
 class Msg(msgspec.Struct, frozen=True):
@@ -122,8 +99,8 @@ def wait_until(test: Callable[[], bool]) -> None:
 
 
 @pytest.fixture
-def scheduler() -> ManualScheduler:
-    return ManualScheduler()
+def scheduler() -> HeldScheduler:
+    return HeldScheduler()
 
 
 @pytest.fixture
@@ -142,7 +119,7 @@ def stop_all() -> Iterator[list[Supervisor]]:
 
 def make(
     strategy: Strategy,
-    scheduler: ManualScheduler,
+    scheduler: HeldScheduler,
     counter: Counter,
     stop_all: list[Supervisor],
     *,
@@ -171,7 +148,7 @@ def handle_of(supervisor: Supervisor, name: str) -> ChildHandle:
 
 
 def test_one_for_one_restarts_only_the_failed_child(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     supervisor = make(Strategy.ONE_FOR_ONE, scheduler, counter, stop_all)
     a, b = handle_of(supervisor, "a"), handle_of(supervisor, "b")
@@ -186,7 +163,7 @@ def test_one_for_one_restarts_only_the_failed_child(
 
 
 def test_one_for_all_restarts_every_child(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     supervisor = make(Strategy.ONE_FOR_ALL, scheduler, counter, stop_all)
 
@@ -197,7 +174,7 @@ def test_one_for_all_restarts_every_child(
 
 
 def test_rest_for_one_restarts_the_failed_child_and_those_after_it(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     supervisor = make(Strategy.REST_FOR_ONE, scheduler, counter, stop_all)
 
@@ -224,7 +201,7 @@ def test_jitter_spreads_the_delay_within_its_bounds() -> None:
 
 
 def test_restarts_wait_for_the_backoff_and_queue_messages_meanwhile(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     supervisor = make(Strategy.ONE_FOR_ONE, scheduler, counter, stop_all, names=("a",))
     a = handle_of(supervisor, "a")
@@ -247,7 +224,7 @@ def test_restarts_wait_for_the_backoff_and_queue_messages_meanwhile(
 
 
 def test_the_intensity_limit_gives_up_and_fails_queued_messages(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     gave_up: list[BaseException] = []
     supervisor = Supervisor(
@@ -275,7 +252,7 @@ def test_the_intensity_limit_gives_up_and_fails_queued_messages(
 
 
 def test_restarts_outside_the_window_do_not_count(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     now = [0.0]
     supervisor = make(
@@ -300,7 +277,7 @@ def test_restarts_outside_the_window_do_not_count(
 
 
 def test_a_supervisor_that_gives_up_escalates_to_its_parent(
-    scheduler: ManualScheduler,
+    scheduler: HeldScheduler,
     counter: Counter,
     stop_all: list[Supervisor],
     caplog: pytest.LogCaptureFixture,
@@ -332,7 +309,7 @@ def test_a_supervisor_that_gives_up_escalates_to_its_parent(
 
 
 def test_removed_children_refuse_messages(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     supervisor = make(Strategy.ONE_FOR_ONE, scheduler, counter, stop_all)
     b = handle_of(supervisor, "b")
@@ -345,7 +322,7 @@ def test_removed_children_refuse_messages(
 
 
 def test_a_child_name_is_unique(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     supervisor = make(Strategy.ONE_FOR_ONE, scheduler, counter, stop_all)
 
@@ -354,7 +331,7 @@ def test_a_child_name_is_unique(
 
 
 def test_a_child_added_to_a_running_supervisor_starts(
-    scheduler: ManualScheduler, counter: Counter, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, counter: Counter, stop_all: list[Supervisor]
 ) -> None:
     supervisor = make(Strategy.ONE_FOR_ONE, scheduler, counter, stop_all, names=())
 
@@ -364,7 +341,7 @@ def test_a_child_added_to_a_running_supervisor_starts(
 
 
 def test_a_child_that_fails_to_start_is_restarted(
-    scheduler: ManualScheduler, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, stop_all: list[Supervisor]
 ) -> None:
     attempts: list[int] = []
     counter = Counter()
@@ -385,7 +362,7 @@ def test_a_child_that_fails_to_start_is_restarted(
 
 
 def test_a_failed_recovery_is_a_failure_like_any_other(
-    scheduler: ManualScheduler, stop_all: list[Supervisor]
+    scheduler: HeldScheduler, stop_all: list[Supervisor]
 ) -> None:
     recoveries: list[int] = []
 
